@@ -1,0 +1,172 @@
+"""The contenders of ``ironloop bench chaos``: the same scripted model and tools, four ways of running them.
+
+Every contender gets the same model (`ScriptedChatModel` playing `graph.scenario.demo_script`), the same
+``search`` and ``calc`` implementations, and a ``charge_card`` that posts to the same payments service. They
+differ only in what runs the tool calls:
+
+- ``ironloop``: `graph.demo.build_demo_agent` (the built-in policies, no checkpointer);
+- ``create_agent``: ``langchain.agents.create_agent`` with ``ToolRetryMiddleware()`` at its defaults, the
+  strongest stock configuration users build today;
+- ``create_react_agent``: ``langgraph.prebuilt.create_react_agent`` at its defaults;
+- ``plain_loop``: a hand-written loop: tool calls one after another, three attempts with a fixed back-off,
+  then a fallback value.
+
+The stock contenders have no idempotency keys, so their ``charge_card`` posts without an ``Idempotency-Key``
+(``make_charge_tool(url, send_idempotency_key=False)``), as user code does today: the payments service then
+charges again on every retry, which is the duplicate the benchmark counts. ironloop uses its own
+``charge_card``, which sends the call's key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool, StructuredTool
+
+from graph.scenario import demo_script
+from graph.scripted_model import ScriptedChatModel
+from tools.builtin import calc, make_charge_tool, make_search_tool
+
+CONTENDERS: dict[str, str] = {
+    "ironloop": "ironloop (default policies)",
+    "create_agent": "create_agent + ToolRetryMiddleware()",
+    "create_react_agent": "create_react_agent (defaults)",
+    "plain_loop": "hand-written loop (3 tries, fixed back-off)",
+}
+"""Contender key → the label printed in tables and plots."""
+
+STOCK_CONTENDERS = ("create_agent", "create_react_agent", "plain_loop")
+
+LOOP_ATTEMPTS = 3
+LOOP_BACKOFF_S = 0.5
+"""The hand-written loop's fixed wait between attempts: what a ``for attempt in range(3): ... sleep(0.5)`` does."""
+LOOP_MAX_TURNS = 10
+"""Model calls the hand-written loop allows per task (ironloop's default ``max_turns`` too)."""
+
+
+@dataclass
+class Progress:
+    """What a task has produced so far, kept by the contender as it goes.
+
+    The bench reads it after the task ends, raises or is abandoned at its deadline, so a task that never
+    returns still reports the model calls it made (counted from the messages, the same way for everyone).
+    """
+
+    messages: list[AnyMessage] = field(default_factory=list)
+
+
+class Contender(Protocol):
+    """One way of running the scenario: answers one question, recording its messages in ``progress``."""
+
+    name: str
+
+    async def run(self, question: str, thread_id: str, progress: Progress) -> None: ...
+
+
+def scripted_model() -> ScriptedChatModel:
+    """The model every contender gets: instant and deterministic, reading only the observations' text."""
+    return ScriptedChatModel(script=demo_script)
+
+
+def stock_tools(url: str) -> list[BaseTool]:
+    """The tools the stock contenders get: ironloop's ``search`` and ``calc``, and the unkeyed ``charge_card``."""
+    return [
+        make_search_tool(url),
+        StructuredTool.from_function(calc),
+        make_charge_tool(url, send_idempotency_key=False),
+    ]
+
+
+class GraphContender:
+    """A compiled LangGraph agent, streamed so that its state is known even if it raises or never ends."""
+
+    def __init__(self, name: str, graph: Runnable):
+        self.name = name
+        self.graph = graph
+
+    async def run(self, question: str, thread_id: str, progress: Progress) -> None:
+        config = {"configurable": {"thread_id": thread_id}}
+        async for state in self.graph.astream({"messages": [HumanMessage(question)]}, config, stream_mode="values"):
+            progress.messages = list(state["messages"])
+
+
+class PlainLoop:
+    """The hand-written ReAct loop: no framework, each tool call in turn, ``LOOP_ATTEMPTS`` tries, a fallback.
+
+    Any exception is retried after a fixed ``LOOP_BACKOFF_S``; once the tries are spent the model gets the
+    fallback observation ``[fallback] <tool> failed: <error>``. The tools' own HTTP timeout (30 s) is the only
+    timeout, as in most such loops.
+    """
+
+    name = "plain_loop"
+
+    def __init__(self, model: ScriptedChatModel, tools: Sequence[BaseTool]):
+        self.model = model.bind_tools(list(tools))
+        self.tools = {t.name: t for t in tools}
+
+    async def run(self, question: str, thread_id: str, progress: Progress) -> None:
+        messages: list[AnyMessage] = [HumanMessage(question)]
+        progress.messages = messages
+        for _ in range(LOOP_MAX_TURNS):
+            reply = await self.model.ainvoke(messages)
+            assert isinstance(reply, AIMessage)
+            messages.append(reply)
+            if not reply.tool_calls:
+                return
+            for call in reply.tool_calls:
+                messages.append(ToolMessage(await self._call(call), tool_call_id=call["id"], name=call["name"]))
+
+    async def _call(self, call: dict[str, Any]) -> str:
+        tool = self.tools.get(call["name"])
+        if tool is None:
+            return f"[fallback] unknown tool {call['name']}"
+        error: BaseException | None = None
+        for attempt in range(LOOP_ATTEMPTS):
+            try:
+                return str(await tool.ainvoke(call["args"]))
+            except Exception as exc:
+                error = exc
+                if attempt + 1 < LOOP_ATTEMPTS:
+                    await asyncio.sleep(LOOP_BACKOFF_S)
+        return f"[fallback] {call['name']} failed: {error}"
+
+
+def build_ironloop(url: str) -> Contender:
+    from graph.demo import build_demo_agent
+
+    return GraphContender("ironloop", build_demo_agent(url))
+
+
+def build_create_agent(url: str) -> Contender:
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import ToolRetryMiddleware
+
+    return GraphContender(
+        "create_agent", create_agent(scripted_model(), stock_tools(url), middleware=[ToolRetryMiddleware()])
+    )
+
+
+def build_create_react_agent(url: str) -> Contender:
+    from langgraph.prebuilt import create_react_agent
+
+    with warnings.catch_warnings():  # deprecated in favour of create_agent, yet what most code still calls
+        warnings.simplefilter("ignore")
+        return GraphContender("create_react_agent", create_react_agent(scripted_model(), stock_tools(url)))
+
+
+def build_plain_loop(url: str) -> Contender:
+    return PlainLoop(scripted_model(), stock_tools(url))
+
+
+BUILDERS: dict[str, Callable[[str], Contender]] = {
+    "ironloop": build_ironloop,
+    "create_agent": build_create_agent,
+    "create_react_agent": build_create_react_agent,
+    "plain_loop": build_plain_loop,
+}

@@ -1,0 +1,35 @@
+"""SQL checkpoints for LangGraph: one saver for SQLite, PostgreSQL and MySQL/MariaDB, sync and async.
+
+    from checkpoints import SQLAlchemySaver
+
+    with SQLAlchemySaver.from_url("postgresql://user@host:5432/db") as saver:
+        agent = build_agent(model, tools, checkpointer=saver)
+
+The schema is migrated on first use (`checkpoints.migrate`); the errors are in `checkpoints.errors`.
+"""
+
+from checkpoints.database import DEFAULT_DB_URL, default_db_url, make_engine
+from checkpoints.errors import (
+    CheckpointStoreError,
+    CorruptCheckpointError,
+    DatabaseUnavailableError,
+    InvalidDatabaseURLError,
+    InvalidKeyError,
+    SchemaError,
+    SchemaTooNewError,
+)
+from checkpoints.saver import SQLAlchemySaver
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "CheckpointStoreError",
+    "CorruptCheckpointError",
+    "DatabaseUnavailableError",
+    "InvalidDatabaseURLError",
+    "InvalidKeyError",
+    "SQLAlchemySaver",
+    "SchemaError",
+    "SchemaTooNewError",
+    "default_db_url",
+    "make_engine",
+]

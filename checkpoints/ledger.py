@@ -1,0 +1,144 @@
+"""The attempt ledger: one row per tool attempt and one per finished call, in the checkpoint database.
+
+It is a `tools.records.CallListener`. Rows are queued and written by a background thread in batches, so a
+turn never waits on the database; `AttemptLedger.flush` (and `close`) wait until everything queued is
+written. A database error is logged and counted (`AttemptLedger.dropped`), never raised into a run: the
+ledger is for analysis, the checkpoints are what a run depends on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from checkpoints.schema import tool_attempts, tool_calls
+from tools.records import Attempt, CallRecord
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+DECISIONS = frozenset({"abandoned_thread", "rate_limited_ms", "circuit", "hedge", "replayed", "retry_in_s"})
+
+
+class AttemptLedger:
+    """Records attempts and calls asynchronously; safe to share between threads and graphs."""
+
+    def __init__(self, engine: Engine, *, batch_size: int = 500, flush_interval_s: float = 0.05):
+        self.engine = engine
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.dropped = 0
+        """Rows lost to database errors (logged)."""
+        self.written = 0
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._writer = threading.Thread(target=self._run, name="ironloop-ledger", daemon=True)
+        self._writer.start()
+
+    # CallListener
+    def on_attempt(self, call: CallRecord, attempt: Attempt) -> None:
+        # The runtime's decisions for this attempt (thread abandoned, rate-limit wait, circuit probe, hedge,
+        # replay), kept as JSON so new kinds need no migration.
+        decided = {k: v for k, v in attempt.as_dict().items() if k in DECISIONS}
+        details = decided or None
+        self._queue.put(
+            (
+                tool_attempts,
+                {
+                    "thread_id": call.thread_id,
+                    "checkpoint_ns": call.checkpoint_ns,
+                    "tool_call_id": call.tool_call_id,
+                    "tool": call.tool,
+                    "attempt": attempt.number,
+                    "started_at": datetime.fromtimestamp(attempt.started_at, UTC),
+                    "duration_ms": attempt.ms,
+                    "outcome": str(attempt.outcome),
+                    "error_class": _cut(attempt.error_class, 255),
+                    "error_text": _cut(attempt.error, 500),
+                    "details": details,
+                },
+            )
+        )
+
+    def on_call_end(self, call: CallRecord) -> None:
+        self._queue.put(
+            (
+                tool_calls,
+                {
+                    "thread_id": call.thread_id,
+                    "checkpoint_ns": call.checkpoint_ns,
+                    "tool_call_id": call.tool_call_id,
+                    "tool": call.tool,
+                    "outcome": str(call.outcome),
+                    "attempts": len(call.attempts),
+                    "duration_ms": call.ms,
+                    "reason": _cut(call.reason, 500),
+                    "finished_at": datetime.now(UTC),
+                },
+            )
+        )
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every row queued so far is written (or dropped). False on timeout."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        if self._writer.is_alive():
+            self._queue.put(_STOP)
+            self._writer.join(timeout_s)
+
+    def __enter__(self) -> AttemptLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            try:
+                while len(batch) < self.batch_size:
+                    batch.append(self._queue.get(timeout=self.flush_interval_s))
+            except queue.Empty:
+                pass
+            rows: dict[Any, list[dict[str, Any]]] = {}
+            signals = []
+            stop = False
+            for entry in batch:
+                if entry is _STOP:
+                    stop = True
+                elif isinstance(entry, threading.Event):
+                    signals.append(entry)
+                else:
+                    rows.setdefault(entry[0], []).append(entry[1])
+            self._write(rows)
+            for signal in signals:
+                signal.set()
+            if stop:
+                return
+
+    def _write(self, rows: dict[Any, list[dict[str, Any]]]) -> None:
+        if not rows:
+            return
+        count = sum(len(r) for r in rows.values())
+        try:
+            with self.engine.begin() as connection:
+                for table, values in rows.items():
+                    connection.execute(insert(table), values)
+            self.written += count
+        except SQLAlchemyError as exc:
+            self.dropped += count
+            log.warning("attempt ledger: %d rows not written: %s", count, exc.__class__.__name__)
+
+
+def _cut(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"

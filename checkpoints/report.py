@@ -1,0 +1,129 @@
+"""Which tools are actually flaky: per-tool figures from the attempt ledger (``ironloop report``)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from checkpoints.schema import tool_attempts, tool_calls
+
+
+@dataclass
+class ToolFigures:
+    tool: str
+    calls: int = 0
+    attempts: int = 0
+    ok: int = 0
+    fallbacks: int = 0
+    errors: int = 0
+    rejected: int = 0
+    transient_attempts: int = 0
+    timeouts: int = 0
+    durations_ms: list[float] = field(default_factory=list)
+
+    @property
+    def dispatched(self) -> int:
+        return self.calls - self.rejected
+
+    @property
+    def success_rate(self) -> float:
+        """Calls that ended ``ok`` (after retries), among those dispatched."""
+        return self.ok / self.dispatched if self.dispatched else math.nan
+
+    @property
+    def transient_rate(self) -> float:
+        """Attempts that met a transient fault or a timeout: the tool's raw flakiness, before retries."""
+        return (self.transient_attempts + self.timeouts) / self.attempts if self.attempts else math.nan
+
+    def latency_ms(self, q: float) -> float:
+        if not self.durations_ms:
+            return math.nan
+        ordered = sorted(self.durations_ms)
+        return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tool": self.tool,
+            "calls": self.calls,
+            "attempts": self.attempts,
+            "success_rate": self.success_rate,
+            "transient_rate": self.transient_rate,
+            "timeouts": self.timeouts,
+            "fallbacks": self.fallbacks,
+            "errors": self.errors,
+            "rejected": self.rejected,
+            "p50_ms": self.latency_ms(50),
+            "p95_ms": self.latency_ms(95),
+        }
+
+
+def tool_report(engine: Engine, *, since: datetime | None = None, thread_id: str | None = None) -> list[ToolFigures]:
+    """Figures per tool, flakiest first (lowest success after retries, then highest raw fault rate)."""
+    figures: dict[str, ToolFigures] = defaultdict(lambda: ToolFigures(tool=""))
+    calls = select(tool_calls.c.tool, tool_calls.c.outcome, tool_calls.c.duration_ms)
+    attempts = select(tool_attempts.c.tool, tool_attempts.c.outcome)
+    if since is not None:
+        calls = calls.where(tool_calls.c.finished_at >= since)
+        attempts = attempts.where(tool_attempts.c.started_at >= since)
+    if thread_id is not None:
+        calls = calls.where(tool_calls.c.thread_id == thread_id)
+        attempts = attempts.where(tool_attempts.c.thread_id == thread_id)
+    with engine.connect() as connection:
+        for tool, outcome, duration in connection.execute(calls):
+            row = figures[tool]
+            row.tool = tool
+            row.calls += 1
+            if outcome == "rejected":
+                row.rejected += 1
+                continue
+            row.durations_ms.append(duration)
+            row.ok += outcome == "ok"
+            row.fallbacks += outcome == "fallback"
+            row.errors += outcome == "error"
+        for tool, outcome in connection.execute(attempts):
+            row = figures[tool]
+            row.tool = tool
+            row.attempts += 1
+            row.transient_attempts += outcome == "transient_error"
+            row.timeouts += outcome == "timeout"
+    return sorted(
+        figures.values(),
+        key=lambda f: (_nan_last(f.success_rate), -_nan_zero(f.transient_rate), f.tool),
+    )
+
+
+def format_report(rows: list[ToolFigures]) -> str:
+    if not rows:
+        return "no tool calls recorded"
+    header = (
+        f"{'tool':<20} {'calls':>7} {'attempts':>9} {'success':>8} {'transient':>10} {'timeouts':>9} "
+        f"{'fallbacks':>10} {'rejected':>9} {'p50 ms':>8} {'p95 ms':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r.tool[:20]:<20} {r.calls:>7} {r.attempts:>9} {_pct(r.success_rate):>8} {_pct(r.transient_rate):>10} "
+            f"{r.timeouts:>9} {r.fallbacks:>10} {r.rejected:>9} {_ms(r.latency_ms(50)):>8} {_ms(r.latency_ms(95)):>8}"
+        )
+    return "\n".join(lines)
+
+
+def _pct(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1%}"
+
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1f}"
+
+
+def _nan_last(value: float) -> float:
+    return 2.0 if math.isnan(value) else value
+
+
+def _nan_zero(value: float) -> float:
+    return 0.0 if math.isnan(value) else value

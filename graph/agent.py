@@ -1,0 +1,153 @@
+"""`build_agent`: the ReAct loop as a LangGraph ``StateGraph``.
+
+    START ─┬─ (orphaned tool calls) → repair ─┐
+           └──────────────────────────────────┴→ model ─┬─ no tool calls ──────────────→ END
+                                                        ├─ one Send per valid call ──→ tools ──→ model
+                                                        ├─ one Send per invalid call → reject ─→ model
+                                                        └─ a budget spent ───────────→ finish ─→ END
+
+Each tool call is its own ``tools`` task (a ``Send``), so LangGraph checkpoints each call's result on its
+own and a resumed run re-executes only the calls that had not finished. The ``tools`` node is LangGraph's
+``ToolNode``; what happens inside one call (policy, timeout, retries, fallback) lives in `tools.runner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.tools import tool as create_tool
+from langchain_openai.chat_models.base import BaseChatOpenAI
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graph.loop_guard import DEFAULT_LOOP_LIMIT
+from graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPolicy, model_name
+from graph.nodes import ReActLoop
+from graph.state import AgentState, InputState
+from graph.tool_node import PolicyToolNode
+from tools.budget import Budgets, TaskBudget
+from tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
+from tools.policy import ToolPolicy
+from tools.records import CallListener
+from tools.runner import DEFAULT_MAX_RESULT_CHARS, ToolCallRunner
+from tools.schemas import openai_tool_specs
+from tools.threads import DEFAULT_MAX_THREADS, ToolThreads, is_sync_only
+from tools.validation import ToolCatalog
+
+DEFAULT_TASK_BUDGET = TaskBudget()
+
+
+def build_agent(
+    model: BaseChatModel,
+    tools: Sequence[BaseTool | Callable[..., Any]],
+    *,
+    policies: Mapping[str, ToolPolicy] | None = None,
+    default_policy: ToolPolicy | None = None,
+    checkpointer: BaseCheckpointSaver | None = None,
+    max_turns: int = 10,
+    system_prompt: str | None = None,
+    max_concurrency: int = DEFAULT_MAX_THREADS,
+    listeners: Iterable[CallListener] = (),
+    model_policy: ModelPolicy | None = None,
+    fallback_models: Sequence[BaseChatModel] = (),
+    loop_limit: int = DEFAULT_LOOP_LIMIT,
+    max_result_chars: int | None = DEFAULT_MAX_RESULT_CHARS,
+    idempotency_store: IdempotencyStore | None = None,
+    task_budget: TaskBudget | None = DEFAULT_TASK_BUDGET,
+    name: str = "ironloop",
+) -> CompiledStateGraph:
+    """Compile a ReAct agent whose tool calls run under per-tool policies.
+
+    ``model`` is any LangChain chat model with ``bind_tools``; ``tools`` are LangChain tools or plain
+    functions with type hints and a docstring; ``policies`` maps a tool name to its `ToolPolicy`
+    (``default_policy`` covers the rest). ``max_turns`` caps model calls per user message; when it is spent
+    the run ends with an answer that says so. ``max_concurrency`` caps the calls (and sync-tool threads) that
+    run at once. The model is called under ``model_policy``, then each of ``fallback_models`` in turn.
+    A call identical to ``loop_limit`` earlier ones is refused; results longer than ``max_result_chars`` are cut.
+    Side-effect tools record their calls in ``idempotency_store``: by default the checkpoint database when the
+    checkpointer is a `checkpoints.SQLAlchemySaver` (durable across crashes), else process memory.
+    ``task_budget`` caps the retries and the wall time of each task (``None``: no cap).
+    """
+    if max_turns < 1:
+        raise ValueError(f"max_turns must be at least 1, got {max_turns}")
+    if loop_limit < 1:
+        raise ValueError(f"loop_limit must be at least 1, got {loop_limit}")
+    catalog = ToolCatalog(t if isinstance(t, BaseTool) else create_tool(t) for t in tools)
+    if unknown := sorted(set(policies or {}) - set(catalog.tools)):
+        raise ValueError(f"policies given for tools the agent does not have: {', '.join(unknown)}")
+
+    threads = ToolThreads(max_concurrency)
+    budgets = Budgets(task_budget) if task_budget is not None else None
+    runner = ToolCallRunner(
+        policies,
+        default_policy,
+        listeners=listeners,
+        sync_tools=[name for name, t in catalog.tools.items() if is_sync_only(t)],
+        max_result_chars=max_result_chars,
+        idempotency_store=idempotency_store or default_idempotency_store(checkpointer),
+        budgets=budgets,
+    )
+    tool_node = PolicyToolNode(
+        [threads.offload(t) for t in catalog.tools.values()],
+        awrap_tool_call=runner.awrap_tool_call,
+        handle_tool_errors=False,  # the runner turns every failure into an observation itself
+    )
+    tool_list = list(catalog.tools.values())
+    caller = ModelCaller(
+        [(model_name(m), bind_tools(m, tool_list)) for m in (model, *fallback_models)],
+        model_policy or DEFAULT_MODEL_POLICY,
+    )
+    loop = ReActLoop(
+        caller=caller,
+        catalog=catalog,
+        runner=runner,
+        max_turns=max_turns,
+        loop_limit=loop_limit,
+        system_prompt=system_prompt,
+        budgets=budgets,
+    )
+
+    builder = StateGraph(AgentState, input_schema=InputState)
+    builder.add_node("model", loop.call_model_node())
+    builder.add_node("tools", tool_node)
+    builder.add_node("reject", loop.reject_call)
+    builder.add_node("finish", loop.finish_out_of_budget)
+    builder.add_node("repair", loop.repair_orphans)
+    builder.add_conditional_edges(START, loop.route_start, ["repair", "model"])
+    builder.add_edge("repair", "model")
+    builder.add_conditional_edges("model", loop.route_model_output, ["tools", "reject", "finish", END])
+    builder.add_edge("tools", "model")
+    builder.add_edge("reject", "model")
+    builder.add_edge("finish", END)
+    compiled = builder.compile(checkpointer=checkpointer, name=name)
+    # LangGraph's sync runner sizes its task pool from max_concurrency (default: cores + 4 threads).
+    return compiled.with_config(max_concurrency=max_concurrency)
+
+
+def default_idempotency_store(checkpointer: BaseCheckpointSaver | None) -> IdempotencyStore:
+    """The ledger of side-effect calls lives where the checkpoints do, when they are in SQL."""
+    from checkpoints import SQLAlchemySaver
+
+    if isinstance(checkpointer, SQLAlchemySaver):
+        from checkpoints.idempotency import SQLIdempotencyStore
+
+        return SQLIdempotencyStore(checkpointer.engine)
+    return MemoryIdempotencyStore()
+
+
+def bind_tools(model: BaseChatModel, tools: list[BaseTool]) -> Runnable:
+    """The model with the tools bound: for OpenAI-compatible endpoints, strict schemas where the schema allows
+    it and parallel calls on; for any other chat model, its own ``bind_tools``."""
+    if not tools:
+        return model
+    try:
+        if isinstance(model, BaseChatOpenAI):
+            return model.bind_tools(openai_tool_specs(tools), parallel_tool_calls=True)
+        return model.bind_tools(tools)
+    except (AttributeError, NotImplementedError) as exc:
+        raise TypeError(f"{type(model).__name__} cannot bind tools; ironloop needs a tool-calling chat model") from exc

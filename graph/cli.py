@@ -1,0 +1,459 @@
+"""The ``ironloop`` command: a thin layer over the graph and the checkpoint store.
+
+Exit codes: 0 done, 1 the run failed (it can be resumed), 2 bad usage or configuration, 130 interrupted.
+Errors are one line on stderr, never a traceback.
+
+Durability: ``run``, ``resume`` and single ``demo`` runs use ``durability="sync"``: each step's checkpoint is
+written before the next step starts, so a crash never loses a tool result that was already produced (tools
+may have side effects). ``demo --tasks`` uses LangGraph's default ``"async"`` (checkpoints written in the
+background while the next step runs): its tools are read-only and it measures throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from benchmarks import BENCHMARKS
+from graph.scenario import DEMO_QUESTION
+from graph.trajectory import TrajectoryPrinter
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+REAL_MODEL_PROMPT = (
+    "You are a careful assistant with tools. Use search to look facts up and calc for arithmetic; call "
+    "independent tools in parallel. If a tool reports an error or a fallback, say what is missing rather than "
+    "guessing. End with a short, direct answer."
+)
+
+AGENT_KEY = "ironloop_agent"
+"""Checkpoint metadata naming how a thread's agent was built, so ``resume`` can rebuild it."""
+
+
+class CommandError(Exception):
+    """A failure to report as one line, with the exit code to use."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from checkpoints.errors import CheckpointStoreError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CommandError as exc:
+        print(f"ironloop: error: {exc}", file=sys.stderr)
+        return exc.code
+    except CheckpointStoreError as exc:
+        print(f"ironloop: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("ironloop: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ironloop", description="A ReAct agent whose tool calls are reliable RPCs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument("--db", default=None, help="database URL (default: $IRONLOOP_DB_URL or ./ironloop.db)")
+
+    demo = commands.add_parser("demo", parents=[database], help="run the offline demo (scripted model)")
+    demo.add_argument("--tasks", type=_positive_int, default=None, help="run N seeded tasks and print figures")
+    demo.add_argument("--concurrency", type=_positive_int, default=1, help="tasks run at once with --tasks")
+    demo.add_argument("--profile", default="reference", help="fault profile of the search service")
+    demo.add_argument("--seed", type=int, default=7, help="fault seed of the search service")
+    demo.add_argument("--question", default=DEMO_QUESTION)
+    demo.add_argument("--thread", default=None, help="thread id (default: a new one)")
+    demo.add_argument("--json", dest="json_out", metavar="PATH", help="with --tasks: also write the figures here")
+    demo.set_defaults(handler=run_demo)
+
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", default=None, help="model name (default: $IRONLOOP_MODEL)")
+    model.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
+    model.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY)")
+    model.add_argument("--fallback-model", default=None, help="model asked when the primary keeps failing")
+    model.add_argument("--model-attempts", type=_positive_int, default=4, help="attempts per model call (429, 5xx)")
+    model.add_argument("--search-url", default=None, help="search service (default: $IRONLOOP_SEARCH_URL or bundled)")
+    model.add_argument("--profile", default="none", help="fault profile of the bundled search service")
+    model.add_argument("--stream", action="store_true", help="print tokens and tool events as they happen")
+
+    run = commands.add_parser("run", parents=[database, model], help="answer a question with a real model")
+    run.add_argument("question")
+    run.add_argument("--thread", default=None, help="thread id (default: a new one)")
+    run.add_argument("--max-turns", type=_positive_int, default=10)
+    run.set_defaults(handler=run_real_model)
+
+    resume = commands.add_parser("resume", parents=[database, model], help="continue a thread, or fork a checkpoint")
+    resume.add_argument("thread")
+    resume.add_argument("--checkpoint", default=None, help="fork from this checkpoint instead of the latest")
+    resume.set_defaults(handler=resume_thread)
+
+    threads = commands.add_parser("threads", parents=[database], help="list threads and their status")
+    threads.add_argument("--limit", type=_positive_int, default=50)
+    threads.set_defaults(handler=list_threads)
+
+    history = commands.add_parser("history", parents=[database], help="list a thread's checkpoints")
+    history.add_argument("thread")
+    history.set_defaults(handler=show_history)
+
+    report = commands.add_parser("report", parents=[database], help="which tools are flaky: per-tool figures")
+    report.add_argument("--since", default=None, help="ISO time, or an age such as 30m, 24h, 7d")
+    report.add_argument("--thread", default=None)
+    report.add_argument("--json", dest="json_out", action="store_true", help="print JSON instead of a table")
+    report.set_defaults(handler=show_report)
+
+    db = commands.add_parser("db", help="manage the checkpoint database")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser("upgrade", parents=[database], help="apply schema migrations")
+    upgrade.set_defaults(handler=upgrade_db)
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmarks; results are written under benchmarks/results/",
+        description="Run a benchmark: `ironloop bench NAME --help` shows its options.",
+    )
+    bench.add_argument("benchmark", choices=BENCHMARKS, metavar="NAME", help=" | ".join(BENCHMARKS))
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    bench.set_defaults(handler=run_benchmark)
+
+    serve = commands.add_parser("serve-tools", help="run the local tool services on 127.0.0.1 until Ctrl-C")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--profile", default="reference")
+    serve.add_argument("--seed", type=int, default=0)
+    serve.set_defaults(handler=serve_tools)
+    return parser
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    """Import the benchmark only now (each pulls in heavy packages) and let it parse its own options."""
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{args.benchmark}")
+    parser = argparse.ArgumentParser(
+        prog=f"ironloop bench {args.benchmark}", description=(module.__doc__ or "").strip().splitlines()[0]
+    )
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(args.options)) or 0)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+# -- the store: checkpoints and the attempt ledger, in one database --------------------------------------------
+
+
+@dataclass
+class Store:
+    saver: Any
+    ledger: Any
+    where: str
+
+
+@contextlib.contextmanager
+def open_store(url: str | None) -> Iterator[Store]:
+    from checkpoints import SQLAlchemySaver
+    from checkpoints.database import describe
+    from checkpoints.ledger import AttemptLedger
+
+    with SQLAlchemySaver.from_url(url) as saver:
+        saver.setup()  # migrate now: a bad URL or an unreachable database fails before any work
+        ledger = AttemptLedger(saver.engine)
+        try:
+            yield Store(saver, ledger, describe(saver.engine.url))
+        finally:
+            ledger.close()
+
+
+# -- running ----------------------------------------------------------------------------------------------------
+
+
+def _start_search(profile: str, seed: int, port: int = 0) -> Any:
+    from tools.services.server import start_search_service
+
+    try:
+        service, _ = start_search_service(profile=profile, seed=seed, port=port)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    return service
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from graph.demo import build_demo_agent
+    from graph.demo_tasks import run_demo_tasks
+
+    service = _start_search(args.profile, args.seed)
+    try:
+        with open_store(args.db) as store:
+            agent = build_demo_agent(service.url, checkpointer=store.saver, listeners=[store.ledger])
+            if args.tasks:
+                print(f"running {args.tasks} tasks (search profile {args.profile}, seed {args.seed}; {store.where})")
+                stats = asyncio.run(
+                    run_demo_tasks(agent, args.tasks, question=args.question, concurrency=args.concurrency)
+                )
+                print(stats.format())
+                if args.json_out:
+                    with open(args.json_out, "w", encoding="utf-8") as handle:
+                        json.dump(stats.summary(), handle, indent=2)
+                return 0
+            thread = args.thread or f"demo-{uuid.uuid4().hex[:8]}"
+            print(f"thread {thread}  ({store.where}; search {service.url}, profile {args.profile}, seed {args.seed})")
+            print(f"user: {args.question}")
+            _stream(agent, {"messages": [("user", args.question)]}, _config(thread, {AGENT_KEY: "demo"}))
+            return 0
+    finally:
+        service.stop()
+
+
+def run_real_model(args: argparse.Namespace) -> int:
+    spec = {
+        AGENT_KEY: "openai",
+        "ironloop_model": args.model or os.environ.get("IRONLOOP_MODEL") or "",
+        "ironloop_base_url": args.base_url or os.environ.get("OPENAI_BASE_URL") or "",
+        "ironloop_fallback_model": args.fallback_model or "",
+        "ironloop_max_turns": args.max_turns,
+    }
+    thread = args.thread or f"run-{uuid.uuid4().hex[:8]}"
+    with _search_url(args) as search_url, open_store(args.db) as store:
+        agent = _agent_from_spec(spec, args, search_url, store)
+        print(f"thread {thread}  ({store.where}; model {spec['ironloop_model']})")
+        answer = _stream(agent, {"messages": [("user", args.question)]}, _config(thread, spec), tokens=args.stream)
+        print(answer if answer is not None else "")
+    return 0
+
+
+def resume_thread(args: argparse.Namespace) -> int:
+    from graph.threads import FINISHED, status_of
+
+    with _search_url(args) as search_url, open_store(args.db) as store:
+        latest = store.saver.get_tuple({"configurable": {"thread_id": args.thread}})
+        if latest is None:
+            raise CommandError(f"no thread {args.thread!r} in {store.where}", EXIT_USAGE)
+        spec = {k: v for k, v in latest.metadata.items() if k.startswith("ironloop_")}
+        spec.setdefault(AGENT_KEY, "demo")
+        agent = _agent_from_spec(spec, args, search_url, store)
+        config = _config(args.thread, spec)
+        if args.checkpoint:
+            config["configurable"]["checkpoint_id"] = args.checkpoint
+            if store.saver.get_tuple(config) is None:
+                raise CommandError(f"thread {args.thread!r} has no checkpoint {args.checkpoint!r}", EXIT_USAGE)
+            print(f"thread {args.thread}: forking from checkpoint {args.checkpoint}")
+        elif status_of(agent.get_state(config)) == FINISHED:
+            print(f"thread {args.thread} is finished; nothing to resume (use --checkpoint ID to fork a past step)")
+            return 0
+        else:
+            print(f"thread {args.thread}: resuming from checkpoint {latest.config['configurable']['checkpoint_id']}")
+        answer = _stream(agent, None, config, tokens=getattr(args, "stream", False))
+        if spec[AGENT_KEY] != "demo":
+            print(answer if answer is not None else "")
+    return 0
+
+
+def _config(thread: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread}, "metadata": dict(spec)}
+
+
+def _stream(agent: Any, state_in: Any, config: dict[str, Any], *, tokens: bool = False) -> str | None:
+    """Run to the end printing the trajectory; failures become one-line errors that say how to resume."""
+    from checkpoints.errors import CheckpointStoreError
+    from graph.model_call import ModelUnavailableError
+
+    thread = config["configurable"]["thread_id"]
+    printer = TrajectoryPrinter(tokens=tokens)
+    modes = ["updates", "custom", "messages"] if tokens else ["updates", "custom"]
+    try:
+        for mode, chunk in agent.stream(state_in, config, stream_mode=modes, durability="sync"):
+            printer.feed(mode, chunk)
+    except (ModelUnavailableError, CheckpointStoreError) as exc:
+        printer.finish()
+        raise CommandError(f"{exc}. The thread is saved: `ironloop resume {thread}` continues it") from exc
+    except KeyboardInterrupt:
+        printer.finish()
+        raise CommandError(f"interrupted; `ironloop resume {thread}` continues the thread", 130) from None
+    printer.finish()
+    return printer.answer
+
+
+@contextlib.contextmanager
+def _search_url(args: argparse.Namespace) -> Iterator[str]:
+    """The search service for real-model runs: the given URL, or the bundled one for the command's duration."""
+    configured = getattr(args, "search_url", None) or os.environ.get("IRONLOOP_SEARCH_URL")
+    if configured:
+        yield configured
+        return
+    service = _start_search(getattr(args, "profile", "none"), 0)
+    try:
+        yield service.url
+    finally:
+        service.stop()
+
+
+def _agent_from_spec(spec: dict[str, Any], args: argparse.Namespace, search_url: str, store: Store) -> Any:
+    from graph.agent import build_agent
+    from graph.demo import build_demo_agent
+    from graph.model_call import ModelPolicy
+    from tools.builtin import BUILTIN_POLICIES, builtin_tools
+
+    if spec[AGENT_KEY] == "demo":
+        return build_demo_agent(search_url, checkpointer=store.saver, listeners=[store.ledger])
+    endpoint = _endpoint(args, spec.get("ironloop_base_url") or None)
+    model = _chat_openai(args.model or spec.get("ironloop_model") or os.environ.get("IRONLOOP_MODEL"), endpoint)
+    fallback = args.fallback_model or spec.get("ironloop_fallback_model")
+    return build_agent(
+        model,
+        builtin_tools(search_url),
+        policies=BUILTIN_POLICIES,
+        checkpointer=store.saver,
+        listeners=[store.ledger],
+        max_turns=int(spec.get("ironloop_max_turns") or 10),
+        system_prompt=REAL_MODEL_PROMPT,
+        model_policy=ModelPolicy(max_attempts=args.model_attempts),
+        fallback_models=[_chat_openai(fallback, endpoint)] if fallback else [],
+    )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str | None
+    api_key: str
+
+
+def _endpoint(args: argparse.Namespace, stored_base_url: str | None = None) -> Endpoint:
+    api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
+    if not api_key:
+        raise CommandError(
+            "no API key: pass --api-key KEY or set OPENAI_API_KEY (any non-empty value for a local server "
+            "that ignores keys)",
+            EXIT_USAGE,
+        )
+    return Endpoint(args.base_url or stored_base_url or os.environ.get("OPENAI_BASE_URL"), api_key)
+
+
+def _chat_openai(model_name: str | None, endpoint: Endpoint) -> Any:
+    if not model_name:
+        raise CommandError("no model: pass --model NAME or set IRONLOOP_MODEL", EXIT_USAGE)
+    from langchain_openai import ChatOpenAI
+
+    # max_retries=0: the agent's ModelPolicy is the one retry layer (it honours Retry-After and falls back).
+    return ChatOpenAI(model=model_name, api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=60, max_retries=0)
+
+
+# -- inspecting -------------------------------------------------------------------------------------------------
+
+
+def list_threads(args: argparse.Namespace) -> int:
+    from graph.demo import build_demo_agent
+    from graph.threads import failure_of, recent_threads, status_of
+
+    with open_store(args.db) as store:
+        agent = build_demo_agent("http://127.0.0.1:9", checkpointer=store.saver)  # structure only: nothing runs
+        rows = recent_threads(store.saver.engine, limit=args.limit)
+        if not rows:
+            print(f"no threads in {store.where}")
+            return 0
+        print(f"{'thread':<24} {'created':<19} {'last active':<19} {'step':>5}  status")
+        for row in rows:
+            snapshot = agent.get_state({"configurable": {"thread_id": row.thread_id}})
+            status = status_of(snapshot)
+            failure = failure_of(snapshot)
+            step = (snapshot.metadata or {}).get("step", "-")
+            line = f"{row.thread_id:<24} {_when(row.created_at)} {_when(row.updated_at)} {step:>5}  {status}"
+            print(line + (f" ({failure[:80]})" if failure else ""))
+    return 0
+
+
+def show_history(args: argparse.Namespace) -> int:
+    from graph.demo import build_demo_agent
+    from graph.threads import history
+
+    with open_store(args.db) as store:
+        agent = build_demo_agent("http://127.0.0.1:9", checkpointer=store.saver)
+        rows = history(agent, args.thread)
+        if not rows:
+            raise CommandError(f"no thread {args.thread!r} in {store.where}", EXIT_USAGE)
+        print(f"{'checkpoint':<38} {'step':>4}  {'node':<10} {'time':<19}  pending tool calls")
+        for row in rows:
+            pending = ", ".join(row.pending) or "-"
+            print(f"{row.checkpoint_id:<38} {row.step:>4}  {row.node:<10} {row.created_at:<19}  {pending}")
+    return 0
+
+
+def show_report(args: argparse.Namespace) -> int:
+    from checkpoints.report import format_report, tool_report
+
+    since = _parse_since(args.since) if args.since else None
+    with open_store(args.db) as store:
+        store.ledger.flush()
+        rows = tool_report(store.saver.engine, since=since, thread_id=args.thread)
+    if args.json_out:
+        print(json.dumps([r.as_dict() for r in rows], indent=2, default=str))
+    else:
+        print(format_report(rows))
+    return 0
+
+
+def _parse_since(text: str) -> datetime:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(**{units[text[-1]]: float(text[:-1])})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--since takes an ISO time or an age like 30m, 24h, 7d; got {text!r}", EXIT_USAGE) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-".ljust(19)
+
+
+def upgrade_db(args: argparse.Namespace) -> int:
+    from checkpoints.database import describe, make_engine
+    from checkpoints.migrate import current_revision, upgrade
+
+    engine = make_engine(args.db)
+    try:
+        before = current_revision(engine)
+        after = upgrade(engine)
+    finally:
+        engine.dispose()
+    where = describe(engine.url)
+    print(f"{where}: schema {before or 'empty'} → {after}" if before != after else f"{where}: schema at {after}")
+    return 0
+
+
+def serve_tools(args: argparse.Namespace) -> int:
+    service = _start_search(args.profile, args.seed, args.port)
+    print(
+        f"tool services on {service.url}: GET /search?q=..., POST /charges, GET /charges "
+        f"(profile {args.profile}, seed {args.seed}); Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        threading.Event().wait()
+    finally:
+        service.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

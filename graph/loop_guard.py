@@ -1,0 +1,64 @@
+"""Loop detection: a call identical to several earlier ones in the same task is refused, not run again.
+
+Models sometimes repeat a call with the same arguments, hoping for a different answer. After ``limit``
+identical calls (same tool, same arguments) in one task, the next is answered with a note saying so and the
+last result, so the model moves on; the turn budget still ends a run that never does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+
+from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
+
+from graph.state import current_run
+from tools.records import was_rejected
+from tools.validation import Rejection
+
+DEFAULT_LOOP_LIMIT = 3
+
+
+def call_key(call: ToolCall) -> tuple[str, str]:
+    try:
+        return call["name"], json.dumps(call["args"], sort_keys=True, default=str)
+    except (RecursionError, ValueError):  # arguments too deep to compare: never count them as a repeat
+        return call["name"], f"<unique {call['id']}>"
+
+
+def refuse_repeats(
+    messages: Sequence[AnyMessage], calls: list[ToolCall], limit: int
+) -> tuple[list[ToolCall], list[Rejection]]:
+    """Split this turn's calls into those to run and those refused as repeats (``limit`` earlier twins)."""
+    earlier = list(current_run(list(messages)))[:-1]
+    seen = Counter(call_key(c) for m in earlier if isinstance(m, AIMessage) for c in m.tool_calls)
+    last_result = _last_results(earlier)
+    allowed: list[ToolCall] = []
+    refused: list[Rejection] = []
+    for call in calls:
+        key = call_key(call)
+        if seen[key] >= limit:
+            previous = last_result.get(key)
+            note = (
+                f"Not run: {call['name']} was already called {seen[key]} times with these same arguments in this "
+                "task. Repeating it will not change the result: use what you have, change the arguments, or answer."
+            )
+            if previous:
+                note += f" Last result: {previous[:500]}"
+            refused.append(Rejection(call["id"] or "", call["name"], note))
+        else:
+            allowed.append(call)
+        seen[key] += 1
+    return allowed, refused
+
+
+def _last_results(messages: Sequence[AnyMessage]) -> dict[tuple[str, str], str]:
+    by_id = {m.tool_call_id: str(m.content) for m in messages if isinstance(m, ToolMessage) and not was_rejected(m)}
+    results: dict[tuple[str, str], str] = {}
+    for message in messages:
+        if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                if call["id"] in by_id:
+                    results[call_key(call)] = by_id[call["id"]]
+    return results

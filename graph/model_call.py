@@ -1,0 +1,132 @@
+"""Calling the model as a remote procedure: retries under a `ModelPolicy`, then fallback models.
+
+Model endpoints fail like tools do (429 with ``Retry-After``, 5xx, resets, timeouts). The model node asks
+the primary model under its policy; when that is exhausted (or the error is permanent) it asks each fallback
+model in turn. If all fail it raises `ModelUnavailableError`: the run stops at its last checkpoint, intact and
+resumable. Each failed attempt is announced on the custom stream as a ``model_attempt`` event.
+
+Give ``ChatOpenAI`` ``max_retries=0`` so this policy is the only retry layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.config import get_stream_writer
+from tenacity import RetryCallState
+
+from tools.errors import describe, error_class
+from tools.policy import CallPolicy
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelPolicy(CallPolicy):
+    """Retry settings for the model endpoint, kept apart from tool policies (a model call is slow and costly)."""
+
+    timeout_s: float | None = 120.0
+    max_attempts: int = 4
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 20.0
+    deadline_s: float | None = 300.0
+
+
+DEFAULT_MODEL_POLICY = ModelPolicy()
+
+
+class ModelUnavailableError(RuntimeError):
+    """Every model failed. The run stopped at its last checkpoint; resuming the thread retries the model."""
+
+
+class ModelCaller:
+    """Asks the model (then its fallbacks) for the next message, under a `ModelPolicy`."""
+
+    def __init__(self, models: Sequence[tuple[str, Runnable]], policy: ModelPolicy, rng: random.Random | None = None):
+        if not models:
+            raise ValueError("ModelCaller needs at least one model")
+        self.models = list(models)
+        self.policy = policy
+        self.rng = rng or random.Random()
+
+    def invoke(self, messages: list[AnyMessage], config: RunnableConfig) -> AIMessage:
+        """Sync path: the attempt timeout is left to the model client's own (``ChatOpenAI(timeout=...)``)."""
+        failures: list[str] = []
+        for name, model in self.models:
+            retrying = self.policy.retrying_sync(deadline_at=self.policy.deadline_from_now(), rng=self.rng).copy(
+                before_sleep=self._announcer(name)
+            )
+            try:
+                for attempt in retrying:
+                    with attempt:
+                        return model.invoke(messages, config)
+            except Exception as error:
+                failures.append(self._failed(name, error, retrying.statistics))
+        raise ModelUnavailableError(self._summary(failures))
+
+    async def ainvoke(self, messages: list[AnyMessage], config: RunnableConfig) -> AIMessage:
+        failures: list[str] = []
+        for name, model in self.models:
+            deadline_at = self.policy.deadline_from_now()
+            retrying = self.policy.retrying(deadline_at=deadline_at, rng=self.rng).copy(
+                before_sleep=self._announcer(name)
+            )
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        timeout = self.policy.attempt_timeout(deadline_at, attempt.retry_state.attempt_number)
+                        async with asyncio.timeout(timeout):
+                            return await model.ainvoke(messages, config)
+            except Exception as error:
+                failures.append(self._failed(name, error, retrying.statistics))
+        raise ModelUnavailableError(self._summary(failures))
+
+    def _announcer(self, name: str) -> Any:
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            _emit(
+                {
+                    "event": "model_attempt",
+                    "model": name,
+                    "number": state.attempt_number,
+                    "outcome": "error",
+                    "error_class": error_class(error) if error else None,
+                    "error": describe(error) if error else None,
+                    "retry_in_s": round(state.upcoming_sleep, 3),
+                }
+            )
+
+        return before_sleep
+
+    def _failed(self, name: str, error: BaseException, statistics: dict[str, Any]) -> str:
+        attempts = statistics.get("attempt_number", 1)
+        _emit({"event": "model_failed", "model": name, "attempts": attempts, "error": describe(error)})
+        return f"{name}: {describe(error)} (after {attempts} attempt{'s' if attempts != 1 else ''})"
+
+    @staticmethod
+    def _summary(failures: list[str]) -> str:
+        return "the model endpoint failed: " + "; then ".join(failures)
+
+
+def _emit(event: dict[str, Any]) -> None:
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:  # called outside a graph
+        return
+    writer({k: v for k, v in event.items() if v is not None})
+
+
+def model_name(model: Any) -> str:
+    """A readable name for a chat model: its model id, and its endpoint when it has one."""
+    name = type(model).__name__
+    for attribute in ("model_name", "model", "model_id"):
+        value = getattr(model, attribute, None)
+        if isinstance(value, str) and value:
+            name = value
+            break
+    endpoint = getattr(model, "openai_api_base", None)
+    return f"{name} at {endpoint}" if endpoint else name

@@ -1,0 +1,158 @@
+"""The agent's nodes and routing: the model turn, what happens to each call it asks for, and how a run ends.
+
+`ReActLoop` holds what the nodes share (the model caller, the tool catalog, the runner, the budgets); each
+method is one node or one routing function. `graph.agent.build_agent` wires them into the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, SystemMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.config import get_stream_writer
+from langgraph.graph import END
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+from langgraph.prebuilt.tool_node import ToolCallWithContext
+from langgraph.types import Send
+
+from graph.loop_guard import refuse_repeats
+from graph.model_call import ModelCaller
+from graph.state import AgentState, current_run, orphaned_calls, turns_taken
+from tools.budget import Budgets, RunBudget, task_key
+from tools.records import was_rejected
+from tools.runner import ToolCallRunner
+from tools.validation import Rejection, ToolCatalog
+
+STEPS_PER_TURN = 2
+"""Supersteps one ReAct turn takes (model, then tools), for staying inside LangGraph's recursion limit."""
+
+
+class ReActLoop:
+    """The model node, the routing function and the two small nodes that answer calls without running them."""
+
+    def __init__(
+        self,
+        *,
+        caller: ModelCaller,
+        catalog: ToolCatalog,
+        runner: ToolCallRunner,
+        max_turns: int,
+        loop_limit: int,
+        system_prompt: str | None,
+        budgets: Budgets | None = None,
+    ):
+        self.caller = caller
+        self.catalog = catalog
+        self.runner = runner
+        self.max_turns = max_turns
+        self.loop_limit = loop_limit
+        self.system_prompt = system_prompt
+        self.budgets = budgets
+
+    def call_model_node(self) -> RunnableLambda:
+        return RunnableLambda(self.call_model, afunc=self.acall_model, name="model")
+
+    def _prompt(self, state: AgentState) -> list[AnyMessage]:
+        messages = list(state["messages"])
+        if self.system_prompt:
+            messages.insert(0, SystemMessage(self.system_prompt))
+        return messages
+
+    def _budget(self, state: AgentState, config: RunnableConfig) -> RunBudget | None:
+        if self.budgets is None:
+            return None
+        thread_id = (config.get("configurable") or {}).get("thread_id")
+        return self.budgets.for_task(task_key(thread_id, state["messages"]))
+
+    def call_model(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+        """Ask the model for its next step (the task's budget starts at its first model call)."""
+        self._budget(state, config)
+        return {"messages": [self.caller.invoke(self._prompt(state), config)]}
+
+    async def acall_model(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+        self._budget(state, config)
+        return {"messages": [await self.caller.ainvoke(self._prompt(state), config)]}
+
+    def route_start(self, state: AgentState) -> Literal["repair", "model"]:
+        """Before the model speaks: answer any tool call left without an observation first."""
+        return "repair" if orphaned_calls(state["messages"]) else "model"
+
+    def repair_orphans(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+        """Give every orphaned call its observation, right after its model message (providers require it).
+
+        Orphans appear when a run stopped mid-turn and the thread then got new input instead of a resume.
+        A side-effect call gets what the idempotency ledger knows (its recorded result, or "outcome
+        unknown"); any other call is answered as interrupted, not run behind the user's back.
+        """
+        messages = state["messages"]
+        answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+        rebuilt: list[AnyMessage] = []
+        owed: list[ToolMessage] = []
+        for message in messages:
+            if owed and not isinstance(message, ToolMessage):
+                rebuilt += owed
+                owed = []
+            rebuilt.append(message)
+            if isinstance(message, AIMessage):
+                owed = [self.runner.orphan_answer(c, config) for c in message.tool_calls if c["id"] not in answered]
+        if len(rebuilt) == len(messages):  # every orphan belongs after the last message: appending is enough
+            return {"messages": owed}
+        return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *rebuilt, *owed]}
+
+    def route_model_output(
+        self, state: AgentState, config: RunnableConfig
+    ) -> Literal["finish", "__end__"] | list[Send]:
+        """Dispatch each of the model's calls on its own, or end the run."""
+        last = state["messages"][-1]
+        if not isinstance(last, AIMessage) or not (last.tool_calls or last.invalid_tool_calls):
+            return END
+        if self._out_of_budget(state, config):
+            return "finish"
+        dispatch, rejected = self.catalog.split(last)
+        dispatch, repeats = refuse_repeats(state["messages"], dispatch, self.loop_limit)
+        rejected += repeats
+        sends = [
+            Send("tools", ToolCallWithContext(__type="tool_call_with_context", tool_call=call, state=state))
+            for call in dispatch
+        ]
+        sends += [Send("reject", rejection) for rejection in rejected]
+        return sends
+
+    def reject_call(self, rejection: Rejection, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+        """Answer a call that will not be dispatched, with the reason and the expected schema."""
+        return {"messages": [self.runner.reject(rejection, config, get_stream_writer())]}
+
+    def _out_of_budget(self, state: AgentState, config: RunnableConfig) -> str | None:
+        """Why no further turn may start (turns, steps, task deadline), or ``None``."""
+        if turns_taken(state["messages"]) >= self.max_turns or state["remaining_steps"] <= STEPS_PER_TURN:
+            return f"the turn budget of {self.max_turns} model calls"
+        budget = self._budget(state, config)
+        if budget is not None and budget.expired():
+            return f"the task deadline of {budget.config.deadline_s:g} s"
+        return None
+
+    def finish_out_of_budget(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+        """A budget is spent: answer the pending calls as not run, and end with a plain answer."""
+        last = state["messages"][-1]
+        assert isinstance(last, AIMessage)
+        spent = self._out_of_budget(state, config) or f"the turn budget of {self.max_turns} model calls"
+        note = f"Not run: {spent} is spent."
+        pending = [(c["id"], c["name"]) for c in last.tool_calls] + [
+            (c.get("id") or "", c.get("name") or "") for c in last.invalid_tool_calls
+        ]
+        answers: list[AnyMessage] = [
+            self.runner.reject(Rejection(call_id, name, note), config, get_stream_writer()) for call_id, name in pending
+        ]
+        seen = [m for m in current_run(state["messages"]) if isinstance(m, ToolMessage) and not was_rejected(m)][-3:]
+        evidence = "".join(f"\n- {m.name}: {str(m.content)[:200]}" for m in seen)
+        answer = (
+            f"I stopped before reaching a final answer: {spent} ran out, with {len(pending)} tool call(s) still "
+            "requested." + (f" The last observations were:{evidence}" if evidence else "")
+        )
+        return {
+            "messages": [
+                *answers,
+                AIMessage(content=answer, response_metadata={"ironloop": {"budget": True}}),
+            ]
+        }

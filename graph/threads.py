@@ -1,0 +1,118 @@
+"""Reading threads back: status, history, pending tool calls (``ironloop threads`` / ``history``).
+
+Status comes from LangGraph's own view of the latest checkpoint (`StateSnapshot`): nothing left to run is
+*finished*; a task that raised is *failed*; anything else left to run (a crash, Ctrl-C, a lost database, an
+interrupt) is *interrupted* and can be resumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from langchain_core.messages import AIMessage, ToolMessage
+from langgraph.types import StateSnapshot
+from sqlalchemy import Engine, func, select
+
+from checkpoints.schema import checkpoints
+
+FINISHED, INTERRUPTED, FAILED, NOT_STARTED = "finished", "interrupted", "failed", "not started"
+
+
+@dataclass(frozen=True)
+class ThreadRow:
+    thread_id: str
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+def recent_threads(engine: Engine, *, limit: int = 50) -> list[ThreadRow]:
+    """Threads with checkpoints at the root namespace, most recently active first."""
+    query = (
+        select(checkpoints.c.thread_id, func.min(checkpoints.c.created_at), func.max(checkpoints.c.created_at))
+        .where(checkpoints.c.checkpoint_ns == "")
+        .group_by(checkpoints.c.thread_id)
+        .order_by(func.max(checkpoints.c.created_at).desc())
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        return [ThreadRow(*row) for row in connection.execute(query)]
+
+
+def status_of(snapshot: StateSnapshot) -> str:
+    if snapshot.created_at is None:  # no checkpoint at all
+        return NOT_STARTED
+    # A task that finished but whose step was never checkpointed (the process stopped right after it) shows
+    # in ``tasks`` but not in ``next``: the thread is not finished until its results are applied.
+    if not snapshot.next and not snapshot.tasks:
+        return FINISHED
+    if any(task.error for task in snapshot.tasks):
+        return FAILED
+    return INTERRUPTED
+
+
+def failure_of(snapshot: StateSnapshot) -> str | None:
+    for task in snapshot.tasks:
+        if task.error:
+            return f"{task.name}: {task.error}"
+    return None
+
+
+def pending_tool_calls(snapshot: StateSnapshot) -> list[str]:
+    """Calls of the last model message that have no observation yet (what a resume would run)."""
+    messages = snapshot.values.get("messages", []) if isinstance(snapshot.values, dict) else []
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            return [f"{c['name']}[{c['id']}]" for c in message.tool_calls if c["id"] not in answered]
+    return []
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    checkpoint_id: str
+    step: int
+    node: str
+    """The node(s) whose results this checkpoint holds (``input`` for the first)."""
+    created_at: str
+    next: tuple[str, ...]
+    pending: list[str]
+
+
+def history(agent: Any, thread_id: str) -> list[HistoryRow]:
+    """The thread's checkpoints, oldest first."""
+    snapshots = list(agent.get_state_history({"configurable": {"thread_id": thread_id}}))[::-1]
+    rows = []
+    previous_next: tuple[str, ...] = ()
+    for snapshot in snapshots:
+        metadata = snapshot.metadata or {}
+        node = _ran(previous_next) if previous_next else str(metadata.get("source", "input"))
+        rows.append(
+            HistoryRow(
+                checkpoint_id=snapshot.config["configurable"]["checkpoint_id"],
+                step=int(metadata.get("step", -1)),
+                node=node,
+                created_at=_short_time(snapshot.created_at),
+                next=snapshot.next,
+                pending=pending_tool_calls(snapshot),
+            )
+        )
+        previous_next = snapshot.next
+    return rows
+
+
+def _ran(nodes: tuple[str, ...]) -> str:
+    counts: dict[str, int] = {}
+    for node in nodes:
+        counts[node] = counts.get(node, 0) + 1
+    return ", ".join(f"{n}×{c}" if c > 1 else n for n, c in counts.items())
+
+
+def _short_time(created_at: str | None) -> str:
+    if not created_at:
+        return "-"
+    try:
+        return datetime.fromisoformat(created_at).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return created_at

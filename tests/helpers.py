@@ -1,0 +1,38 @@
+"""Helpers for building agents around scripted models in tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+
+from graph.scripted_model import Replay, ScriptedChatModel
+from tools.records import metadata_of
+
+_ids = itertools.count(1)
+
+
+def call(name: str, **args: Any) -> dict[str, Any]:
+    """A tool call as a model would emit it."""
+    return {"name": name, "args": args, "id": f"call_{next(_ids)}"}
+
+
+def turn(*calls: dict[str, Any], content: str = "") -> AIMessage:
+    return AIMessage(content=content, tool_calls=list(calls))
+
+
+def replay_model(*messages: AIMessage) -> ScriptedChatModel:
+    """A model that answers with these messages in order, then "done" forever."""
+    return ScriptedChatModel(script=Replay([*messages, AIMessage(content="done")]))
+
+
+def observations(messages: Sequence[BaseMessage]) -> dict[str, ToolMessage]:
+    return {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
+
+
+def record(message: ToolMessage) -> dict[str, Any]:
+    meta = metadata_of(message)
+    assert meta is not None, f"no ironloop metadata on {message!r}"
+    return meta

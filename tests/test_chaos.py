@@ -1,0 +1,57 @@
+"""A short chaos run in the suite: ironloop under the reference, harsh and outage profiles, and a smoke run of the
+stock contenders. Counts only (hangs, duplicates, success, tasks ended); timings belong to the benchmark."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks.chaos import Settings, run_all, summarize
+from benchmarks.chaos_contenders import STOCK_CONTENDERS
+
+DEADLINE_S = 15.0
+
+
+def chaos(profile: str, tasks: int, contenders: list[str], *, concurrency: int = 8) -> dict[str, dict[str, Any]]:
+    settings = Settings(
+        tasks=tasks,
+        profile=profile,
+        seed=3,
+        concurrency=concurrency,
+        deadline_s=DEADLINE_S,
+        side_effect_share=0.2,
+        contenders=contenders,
+    )
+    runs = run_all(settings, parallel=False, say=lambda *_: None)
+    summaries = {run.name: summarize(run, DEADLINE_S) for run in runs}
+    for name, summary in summaries.items():
+        print(
+            f"{profile} {name}: success {summary['success_rate']:.2%}, hangs {summary['hangs']}, "
+            f"duplicates {summary['duplicates']}, p50 {summary['latency_ms'].get('p50')} ms"
+        )
+    return summaries
+
+
+@pytest.mark.parametrize(("profile", "tasks"), [("reference", 300), ("harsh", 200)])
+def test_ironloop_under_faults(profile: str, tasks: int) -> None:
+    summary = chaos(profile, tasks, ["ironloop"])["ironloop"]
+    assert summary["tasks"] == tasks and summary["payment_tasks"] > 10  # both scenarios were exercised
+    assert summary["hangs"] == 0
+    assert summary["duplicates"] == 0 and summary["missing_charges"] == 0
+    assert summary["success_rate"] >= 0.99, summary["sample_failures"]
+
+
+def test_ironloop_through_an_outage() -> None:
+    summary = chaos("outage", 160, ["ironloop"])["ironloop"]
+    assert summary["hangs"] == 0 and summary["errors"] == 0
+    assert summary["duplicates"] == 0
+    assert summary["ended_within_deadline"] == summary["tasks"]  # an answer, or an honest one saying what failed
+    assert summary["faults_served"]["search"].get("outage", 0) > 0  # the outage happened during the run
+
+
+def test_stock_contenders_smoke() -> None:
+    summaries = chaos("reference", 10, list(STOCK_CONTENDERS))
+    assert set(summaries) == set(STOCK_CONTENDERS)
+    for summary in summaries.values():
+        assert summary["tasks"] == 10 and summary["answered"] + summary["errors"] + summary["hangs"] == 10

@@ -1,0 +1,178 @@
+"""The built-in tools (``search``, ``calc``, ``charge_card``) and the policies they ship with."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from langchain_core.tools import BaseTool, StructuredTool
+
+from tools.calc import evaluate, format_number
+from tools.errors import PermanentToolError, TransientToolError, raise_for_status
+from tools.http import LoopClients, tls_context
+from tools.idempotency import Reconcile, Reconciled, Reconciliation, current_idempotency_key
+from tools.policy import ToolPolicy
+
+SEARCH_URL_ENV = "IRONLOOP_SEARCH_URL"
+PAYMENTS_URL_ENV = "IRONLOOP_PAYMENTS_URL"
+
+SEARCH_POLICY = ToolPolicy(
+    timeout_s=0.1,
+    timeout_growth=2.0,
+    hedge_after_s=0.02,
+    max_attempts=16,
+    backoff_initial_s=0.002,
+    backoff_max_s=0.05,
+    jitter=0.5,
+    deadline_s=5.0,
+)
+"""A read-only lookup: retried freely and fast, hedged when slow. The service answers in a millisecond or two
+when healthy, so a try still silent after 20 ms is raced by a second one, and an attempt silent after 100 ms is
+abandoned for a fresh one; each further attempt waits twice as long (0.1, 0.2, 0.4 s... and hedges at 20, 40,
+80 ms...). A fixed 100 ms timeout was measured to collapse under load: 10 tasks at once on 2 cores shared with 8
+busy processes slowed answers past it, every attempt was abandoned and retries fed the load (0 % success, a retry
+storm); with the growing timeout the same run succeeds."""
+
+CALC_POLICY = ToolPolicy(timeout_s=2.0, max_attempts=1, deadline_s=2.0)
+"""Local and deterministic: a failure will not go away by retrying."""
+
+CHARGE_POLICY = ToolPolicy(
+    side_effect=True,
+    honours_idempotency_key=True,
+    timeout_s=2.0,
+    max_attempts=6,
+    backoff_initial_s=0.02,
+    backoff_max_s=0.5,
+    deadline_s=20.0,
+)
+"""A payment: exactly once. The payments service deduplicates by Idempotency-Key, so even an attempt whose
+answer was lost is retried safely with the same key."""
+
+BUILTIN_POLICIES: dict[str, ToolPolicy] = {"search": SEARCH_POLICY, "calc": CALC_POLICY, "charge_card": CHARGE_POLICY}
+
+
+def calc(expr: str) -> str:
+    """Evaluate an arithmetic expression (numbers, + - * / // % ** and parentheses), e.g. "2160000 + 513000"."""
+    return format_number(evaluate(expr))
+
+
+def make_search_tool(url: str | Callable[[], str] | None = None, *, http_timeout_s: float = 30.0) -> BaseTool:
+    """The ``search`` tool, calling a search service's ``GET /search?q=`` over HTTP.
+
+    ``url`` is the service's base URL, or a function returning it (resolved at each call); by default
+    ``$IRONLOOP_SEARCH_URL``, else the bundled local services, started on first use.
+    """
+    base_url_of = _resolver(url, SEARCH_URL_ENV)
+    clients = LoopClients(timeout=httpx.Timeout(http_timeout_s, connect=min(5.0, http_timeout_s)))
+
+    async def search(query: str) -> str:
+        """Search the web for a short factual answer, e.g. "Paris population"."""
+        client = await clients.get()
+        response = await client.get(f"{await base_url_of()}/search", params={"q": query})
+        raise_for_status(response, what="search service")
+        try:
+            results = json.loads(response.content)["results"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TransientToolError("the search service sent a malformed answer") from exc
+        if not results:
+            raise PermanentToolError(f"no results for {query!r}; try other words")
+        return "\n".join(f"{r['title']}: {r['snippet']}" for r in results)
+
+    return StructuredTool.from_function(coroutine=search, name="search")
+
+
+def make_charge_tool(
+    url: str | Callable[[], str] | None = None, *, http_timeout_s: float = 30.0, send_idempotency_key: bool = True
+) -> BaseTool:
+    """The ``charge_card`` tool: ``POST /charges`` on a payments service, sending the call's idempotency key.
+
+    ``url`` as for `make_search_tool` (default ``$IRONLOOP_PAYMENTS_URL``, else the bundled services).
+    ``send_idempotency_key=False`` is the tool as code without an idempotency layer writes it (the chaos
+    benchmark gives it to the stock agents): every retry is a new charge.
+    """
+    base_url_of = _resolver(url, PAYMENTS_URL_ENV)
+    clients = LoopClients(timeout=httpx.Timeout(http_timeout_s, connect=min(5.0, http_timeout_s)))
+
+    async def charge_card(customer_id: str, amount_cents: int) -> str:
+        """Charge a customer's card on file. amount_cents is in cents: 1250 charges $12.50."""
+        headers = {"Idempotency-Key": current_idempotency_key()} if send_idempotency_key else {}
+        client = await clients.get()
+        response = await client.post(
+            f"{await base_url_of()}/charges",
+            json={"customer_id": customer_id, "amount_cents": amount_cents},
+            headers=headers,
+        )
+        raise_for_status(response, what="payments service")
+        try:
+            charge = json.loads(response.content)
+        except ValueError as exc:
+            raise TransientToolError("the payments service sent a malformed answer") from exc
+        return charge_text(charge)
+
+    return StructuredTool.from_function(coroutine=charge_card, name="charge_card")
+
+
+def charge_text(charge: dict[str, Any]) -> str:
+    """The observation for a charge (the same whether it was just made, replayed or reconciled)."""
+    return f"Charged {charge['customer_id']} {charge['amount_cents']} cents: charge {charge['id']} {charge['status']}."
+
+
+def charge_reconciler(url: str | Callable[[], str] | None = None) -> Reconcile:
+    """A reconcile function for ``charge_card``: asks the payments service whether the key's charge exists."""
+    base_url_of = _resolver(url, PAYMENTS_URL_ENV)
+
+    async def reconcile(key: str, args: dict[str, Any]) -> Reconciliation:
+        async with httpx.AsyncClient(timeout=10.0, verify=tls_context()) as client:  # rare: no sharing needed
+            response = await client.get(f"{await base_url_of()}/charges/{key}")
+        if response.status_code == 404:
+            return Reconciliation(Reconciled.NOT_HAPPENED)
+        if response.is_success:
+            charge = response.json()
+            return Reconciliation(Reconciled.HAPPENED, charge_text(charge))
+        return Reconciliation(Reconciled.UNKNOWN)
+
+    return reconcile
+
+
+def builtin_tools(
+    search_url: str | Callable[[], str] | None = None, payments_url: str | Callable[[], str] | None = None
+) -> list[BaseTool]:
+    """``search``, ``calc`` and ``charge_card``. The bundled services serve search and payments on one URL, so
+    ``payments_url`` defaults to ``search_url`` when only that is given."""
+    return [
+        make_search_tool(search_url),
+        StructuredTool.from_function(calc),
+        make_charge_tool(payments_url if payments_url is not None else search_url),
+    ]
+
+
+def _resolver(url: str | Callable[[], str] | None, env: str) -> Callable[[], Awaitable[str]]:
+    """The base URL of a service, resolved at call time: the given one, ``$env``, or the bundled services."""
+
+    async def resolve() -> str:
+        if callable(url):
+            return url()
+        return url or os.environ.get(env) or _local_services_url or await asyncio.to_thread(bundled_services_url)
+
+    return resolve
+
+
+_local_services_lock = threading.Lock()
+_local_services_url: str | None = None
+
+
+def bundled_services_url() -> str:
+    """The URL of the bundled tool services, started once per process (profile ``$IRONLOOP_SEARCH_PROFILE``)."""
+    global _local_services_url
+    with _local_services_lock:
+        if _local_services_url is None:
+            from tools.services.server import start_tool_services
+
+            services = start_tool_services(profile=os.environ.get("IRONLOOP_SEARCH_PROFILE", "reference"))
+            _local_services_url = services.url
+        return _local_services_url

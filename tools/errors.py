@@ -1,0 +1,176 @@
+"""The errors the runtime tells apart, and the one place foreign errors are classified.
+
+    ToolError
+    ├── TransientToolError        worth another attempt (backoff; ``retry_after_s`` honoured)
+    │   └── ToolTimeoutError      an attempt passed its ``timeout_s``
+    └── PermanentToolError        another attempt would fail the same way; shown to the model
+        └── InvalidToolCallError  the call was never dispatched (unknown tool, arguments off-schema)
+
+Tools may raise these directly. Errors from libraries are classified by `is_transient` without being
+wrapped: timeouts, connection errors, and HTTP 408/425/429/500/502/503/504 are transient; everything else,
+4xx and validation errors included, is permanent. Programming mistakes are permanent too: retrying a
+``TypeError`` only burns the deadline.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from datetime import UTC, datetime
+
+import httpx
+import openai
+
+TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+"""Statuses that say "try again": timeouts, too early, rate limited, and the server-side 5xx family."""
+
+
+class ToolError(Exception):
+    """Root of the errors ironloop raises about a tool call."""
+
+
+class TransientToolError(ToolError):
+    """A fault that another attempt may not meet: raise it to ask for a retry.
+
+    ``retry_after_s`` is the server's advice (a 429 or 503 ``Retry-After``); the runtime waits at least that
+    long before the next attempt if the call's deadline allows it, and gives up now if it does not.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, status_code: int | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.status_code = status_code
+
+
+class ToolTimeoutError(TransientToolError):
+    """An attempt did not answer within its timeout; the runtime stopped waiting for it."""
+
+
+class PermanentToolError(ToolError):
+    """A fault another attempt would meet again (bad input, not found, forbidden): never retried."""
+
+    def __init__(self, message: str, *, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class InvalidToolCallError(PermanentToolError):
+    """The model's call cannot be dispatched: unknown tool, arguments that are not JSON or off-schema."""
+
+
+def status_code_of(exc: BaseException) -> int | None:
+    """The HTTP status an error carries, whichever library raised it (httpx, requests, openai, ours)."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The default ``retry_on`` of every policy: is this worth another attempt?"""
+    if isinstance(exc, TransientToolError):
+        return True
+    if isinstance(exc, PermanentToolError):
+        return False
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
+        return True
+    if isinstance(exc, openai.APIConnectionError):  # the OpenAI SDK's wrapper of transport errors and timeouts
+        return True
+    status = status_code_of(exc)
+    return status in TRANSIENT_HTTP_STATUSES
+
+
+NOT_APPLIED_HTTP_STATUSES = frozenset({408, 425, 429, 503})
+"""Statuses by which a server says it did not process the request (so repeating it cannot duplicate it)."""
+
+
+def surely_not_applied(exc: BaseException) -> bool:
+    """True only when the failed request certainly had no effect: it never reached the server, or the server
+    said it did not process it. Timeouts, resets and other 5xx leave the outcome unknown."""
+    if isinstance(exc, PermanentToolError | InvalidToolCallError):
+        return True
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | ConnectionRefusedError):
+        return True
+    return status_code_of(exc) in NOT_APPLIED_HTTP_STATUSES
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait before trying again, from the error or its HTTP response."""
+    advised = getattr(exc, "retry_after_s", None)
+    if isinstance(advised, int | float):
+        return max(0.0, float(advised))
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    return parse_retry_after(headers.get("retry-after"))
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.fromtimestamp(now if now is not None else time.time(), tz=UTC)
+    return max(0.0, (when - current).total_seconds())
+
+
+def describe(exc: BaseException, *, limit: int = 300) -> str:
+    """A short, single-line description for the model and the ledger: class and message, no traceback."""
+    status = status_code_of(exc)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if status is not None and str(status) not in text:
+        text = f"HTTP {status}: {text}"
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def error_class(exc: BaseException) -> str:
+    """The name recorded for an error: the class, qualified unless it is a builtin."""
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def raise_for_status(response: httpx.Response, *, what: str) -> None:
+    """Translate an HTTP error status into the tree above, keeping the response for `retry_after_of`."""
+    if response.is_success:
+        return
+    status = response.status_code
+    message = f"{what}: HTTP {status} {response.reason_phrase}".rstrip()
+    detail = _error_detail(response)
+    if detail and detail.lower() != response.reason_phrase.lower():
+        message += f" ({detail})"
+    if status in TRANSIENT_HTTP_STATUSES:
+        raise TransientToolError(
+            message, status_code=status, retry_after_s=parse_retry_after(response.headers.get("retry-after"))
+        )
+    raise PermanentToolError(message, status_code=status)
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """The short reason an error body gives: its JSON ``error``/``message``/``detail`` field, or its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return " ".join(response.text.split())[:160]
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message")
+            if isinstance(value, str):
+                return value[:160]
+    return ""

@@ -1,0 +1,181 @@
+"""Policies: how a remote call is timed out and retried, and for a tool, what replaces it when it fails.
+
+A policy is a frozen value (like Temporal's ``RetryPolicy``): validated once, shared freely, changed with
+`CallPolicy.but`. It turns itself into a tenacity controller built from the small strategies in
+`tools.strategies`; the runtimes (`tools.runner` for tools, `graph.model_call` for the model) own the loop.
+`ToolPolicy` adds the fallback and the side-effect flag to the retry settings every call shares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Self
+
+from langgraph.errors import GraphBubbleUp
+from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt
+
+from tools.circuit import CircuitBreaker
+from tools.errors import is_transient
+from tools.idempotency import Reconcile
+from tools.rate_limit import RateLimit
+from tools.strategies import stop_before_deadline, wait_exponential_jittered, wait_retry_after
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallPolicy:
+    """Timeout and retry settings shared by every kind of remote call."""
+
+    timeout_s: float | None = 30.0
+    """Longest wait for one attempt. Async calls are cancelled; sync tools are abandoned in their thread.
+    ``None``: attempts are bounded by ``deadline_s`` only."""
+
+    timeout_growth: float = 1.0
+    """Factor applied to the timeout (and the hedge delay) of each further attempt: 2 gives 0.1, 0.2, 0.4 s...
+    A fixed short timeout is a load threshold in disguise: when a busy host slows every answer past it, every
+    attempt is abandoned and its retry adds load (a retry storm). Growing it lets the call adapt to the
+    service's present speed while the first attempts stay short. 1 = the same timeout for every attempt."""
+
+    max_attempts: int = 3
+    """Attempts in all, the first included (1 = never retry)."""
+
+    backoff_initial_s: float = 0.2
+    """Wait before the second attempt; doubled for each further one."""
+
+    backoff_max_s: float = 5.0
+    """Ceiling of one wait between attempts (before a server's ``Retry-After``, which may ask for more)."""
+
+    jitter: float = 0.5
+    """Fraction of each wait drawn at random (0 = none, 1 = full jitter), so retries do not stampede."""
+
+    deadline_s: float | None = 120.0
+    """Budget of the whole call, attempts and waits included. A ``Retry-After`` that would end past it is
+    not waited for: the call fails over to its fallback at once. ``None``: no overall budget."""
+
+    retry_on: Callable[[BaseException], bool] = is_transient
+    """Which errors deserve another attempt. Default: `tools.errors.is_transient`."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        for name in ("timeout_s", "deadline_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None, got {value}")
+        if self.backoff_initial_s < 0 or self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                f"need 0 <= backoff_initial_s <= backoff_max_s, got {self.backoff_initial_s} and {self.backoff_max_s}"
+            )
+        if self.timeout_growth < 1.0:
+            raise ValueError(f"timeout_growth is a factor >= 1, got {self.timeout_growth}")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise ValueError(f"jitter is a fraction in [0, 1], got {self.jitter}")
+        if not callable(self.retry_on):
+            raise TypeError("retry_on must be a predicate taking the exception")
+
+    def but(self, **changes: Any) -> Self:
+        """A copy with some fields changed: ``DEFAULT_POLICY.but(max_attempts=5)``."""
+        return dataclasses.replace(self, **changes)
+
+    def should_retry(self, error: BaseException) -> bool:
+        """``retry_on``, guarded: interrupts, cancellation and exits are never retried."""
+        if not isinstance(error, Exception) or isinstance(error, GraphBubbleUp):
+            return False
+        return bool(self.retry_on(error))
+
+    def attempt_timeout(self, deadline_at: float | None, attempt: int = 1) -> float | None:
+        """The timeout of attempt number ``attempt`` starting now: ``timeout_s`` grown by ``timeout_growth``
+        per earlier attempt, cut to what is left of the deadline."""
+        timeout = None if self.timeout_s is None else self.timeout_s * self.growth(attempt)
+        if deadline_at is None:
+            return timeout
+        remaining = max(0.0, deadline_at - time.monotonic())
+        return remaining if timeout is None else min(timeout, remaining)
+
+    def growth(self, attempt: int) -> float:
+        """How much longer than the first attempt's the waits of attempt number ``attempt`` are."""
+        return float(self.timeout_growth ** (attempt - 1))
+
+    def deadline_from_now(self) -> float | None:
+        return time.monotonic() + self.deadline_s if self.deadline_s is not None else None
+
+    def retrying(self, *, deadline_at: float | None, rng: random.Random | None = None) -> AsyncRetrying:
+        """The tenacity controller for one async call. ``deadline_at`` is a `time.monotonic()` instant."""
+        return AsyncRetrying(**self._strategies(deadline_at, rng))
+
+    def retrying_sync(self, *, deadline_at: float | None, rng: random.Random | None = None) -> Retrying:
+        """The same controller for a sync call."""
+        return Retrying(**self._strategies(deadline_at, rng))
+
+    def _strategies(self, deadline_at: float | None, rng: random.Random | None) -> dict[str, Any]:
+        stop = stop_after_attempt(self.max_attempts)
+        if deadline_at is not None:
+            stop = stop | stop_before_deadline(deadline_at)
+        return {
+            "stop": stop,
+            "wait": wait_retry_after(
+                wait_exponential_jittered(self.backoff_initial_s, self.backoff_max_s, self.jitter, rng)
+            ),
+            "retry": retry_if_exception(self.should_retry),
+            "reraise": True,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolPolicy(CallPolicy):
+    """Per-tool reliability settings. Every field has a default fit for a remote call of a few seconds."""
+
+    fallback: Any = None
+    """What the model gets when the call finally fails: a value, or a callable given the error that returns
+    one. The observation says plainly that it is a fallback and why. ``None``: no fallback; the model gets
+    an error observation instead."""
+
+    side_effect: bool = False
+    """The tool changes the world (charges, sends, books): each call runs exactly once (`tools.exactly_once`).
+    A retry is then made only when the failed attempt surely did nothing, unless the service honours keys."""
+
+    honours_idempotency_key: bool = False
+    """With ``side_effect``: the service deduplicates by the ``Idempotency-Key`` the tool sends, so an attempt
+    whose outcome is unknown (timeout, lost response) may be retried with the same key."""
+
+    reconcile: Reconcile | None = None
+    """With ``side_effect``: ``reconcile(idempotency_key, args)`` asks the service whether an attempt whose
+    outcome is unknown happened (`tools.idempotency.Reconciliation`)."""
+
+    rate_limit: RateLimit | None = None
+    """Calls per time window and in flight at once; a call waits for a slot within its deadline."""
+
+    circuit_breaker: CircuitBreaker | None = None
+    """Fail fast (to the fallback) while the tool's service keeps failing; probe it after a cool-down."""
+
+    hedge_after_s: float | None = None
+    """Read tools only: if an attempt has not answered after this long, race a second one."""
+
+    @property
+    def has_fallback(self) -> bool:
+        return self.fallback is not None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.honours_idempotency_key or self.reconcile is not None) and not self.side_effect:
+            raise ValueError("honours_idempotency_key and reconcile only apply to side_effect=True tools")
+        if self.hedge_after_s is not None:
+            if self.side_effect:
+                raise ValueError("hedged requests are for idempotent reads, never for side_effect tools")
+            if self.hedge_after_s <= 0:
+                raise ValueError(f"hedge_after_s must be positive, got {self.hedge_after_s}")
+
+    def hedge_delay(self, attempt: int) -> float | None:
+        """When to hedge attempt number ``attempt``: ``hedge_after_s``, grown like the timeout."""
+        return None if self.hedge_after_s is None else self.hedge_after_s * self.growth(attempt)
+
+    def fallback_for(self, error: BaseException) -> Any:
+        """The fallback value for this failure (calling the fallback if it is a function)."""
+        return self.fallback(error) if callable(self.fallback) else self.fallback
+
+
+DEFAULT_POLICY = ToolPolicy()
+"""The policy of a tool that none was given for."""

@@ -1,0 +1,108 @@
+"""What the runtime remembers about each call: its attempts and how it ended.
+
+A `CallRecord` travels on the call's ``ToolMessage`` (``response_metadata["ironloop"]``), on the graph's
+custom stream (one event per attempt and one per call), and to any `CallListener` (the attempt ledger).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class AttemptOutcome(StrEnum):
+    OK = "ok"
+    TRANSIENT_ERROR = "transient_error"
+    TIMEOUT = "timeout"
+    PERMANENT_ERROR = "permanent_error"
+
+
+class CallOutcome(StrEnum):
+    OK = "ok"
+    FALLBACK = "fallback"
+    ERROR = "error"
+    REJECTED = "rejected"
+    """Never dispatched: unknown tool, arguments not JSON or off-schema, repeated, turn budget spent."""
+    UNKNOWN = "unknown"
+    """A side effect whose outcome could not be learned: it may have happened; it was not repeated."""
+
+
+@dataclass(slots=True)
+class Attempt:
+    number: int
+    outcome: AttemptOutcome
+    started_at: float
+    """Wall-clock start (epoch seconds)."""
+    ms: float
+    error_class: str | None = None
+    error: str | None = None
+    abandoned_thread: bool = False
+    """A sync tool timed out: its thread was left to finish on its own."""
+    retry_in_s: float | None = None
+    """The wait before the next attempt, if there is one."""
+    replayed: bool = False
+    """A side effect already completed under this idempotency key: its recorded result, not a new execution."""
+    rate_limited_ms: float | None = None
+    """Time spent waiting for a rate-limit slot before the attempt."""
+    circuit: str | None = None
+    """``half_open`` when this attempt was the probe of a tripped circuit."""
+    hedge: str | None = None
+    """When a hedge was sent: which try answered first (``first`` or ``hedge``)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcome"] = str(self.outcome)
+        data["ms"] = round(self.ms, 3)
+        if self.rate_limited_ms is not None:
+            data["rate_limited_ms"] = round(self.rate_limited_ms, 3)
+        return {k: v for k, v in data.items() if v is not None and v is not False}
+
+
+@dataclass(slots=True)
+class CallRecord:
+    tool: str
+    tool_call_id: str
+    thread_id: str | None = None
+    checkpoint_ns: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    outcome: CallOutcome | None = None
+    reason: str | None = None
+    """Why the call did not end ``ok``, in words the model can act on."""
+    ms: float = 0.0
+    idempotency_key: str | None = None
+    """Set for side-effect calls."""
+
+    def as_metadata(self) -> dict[str, Any]:
+        """The dict stored on the ToolMessage (JSON-safe, so it survives checkpoints)."""
+        data: dict[str, Any] = {
+            "tool": self.tool,
+            "outcome": str(self.outcome),
+            "attempts": [a.as_dict() for a in self.attempts],
+            "ms": round(self.ms, 3),
+        }
+        if self.reason:
+            data["reason"] = self.reason
+        if self.idempotency_key:
+            data["idempotency_key"] = self.idempotency_key
+        return data
+
+
+class CallListener(Protocol):
+    """Told about every attempt and every finished call (the attempt ledger implements this)."""
+
+    def on_attempt(self, call: CallRecord, attempt: Attempt) -> None: ...
+
+    def on_call_end(self, call: CallRecord) -> None: ...
+
+
+def metadata_of(message: Any) -> dict[str, Any] | None:
+    """The runtime's record on a ToolMessage, if it has one."""
+    meta = getattr(message, "response_metadata", None) or {}
+    return meta.get("ironloop")
+
+
+def was_rejected(message: Any) -> bool:
+    """True for the observation of a call that was never run (invalid, unknown, repeated, out of turns)."""
+    meta = metadata_of(message)
+    return meta is not None and meta.get("outcome") == str(CallOutcome.REJECTED)
