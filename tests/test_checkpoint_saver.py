@@ -570,3 +570,28 @@ def test_timestamps_are_utc_to_the_microsecond(fresh_engine: Engine) -> None:
             )
         ).scalar_one()
     assert created.tzinfo is not None and before <= created <= datetime.now(UTC)
+
+
+def test_sqlite_writers_of_one_process_queue_in_turn(tmp_path: Any) -> None:
+    """SQLite writes queue on an in-process lock (not SQLite's sleeping busy handler), released on every exit."""
+    saver = SQLAlchemySaver.from_url(f"sqlite:///{tmp_path / 'queue.db'}")
+    writer = saver._connections.sqlite_writer
+    seen: list[bool] = []
+
+    def write(db: Any) -> None:
+        seen.append(writer.locked())
+
+    saver._run("a test write", write, write=True)
+    saver._run("a test read", lambda db: seen.append(writer.locked()))
+    with pytest.raises(RuntimeError):
+        saver._run("a failing write", lambda db: (_ for _ in ()).throw(RuntimeError("boom")), write=True)
+    assert seen == [True, False] and not writer.locked()  # held while writing only, released after a failure
+
+    configs = [thread_config("q") for _ in range(6)]
+    workers = [threading.Thread(target=put_chain, args=(saver, config, 15)) for config in configs]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert all(len(list(saver.list(config))) == 15 for config in configs)  # concurrent writers all landed
+    saver.close()
