@@ -521,24 +521,28 @@ def test_in_memory_sqlite_is_one_database_for_every_thread() -> None:
         assert len(list(saver.list(None))) == 1 + 4 * 3
 
 
-def test_sqlite_connections_of_finished_threads_are_closed(tmp_path: Any) -> None:
-    """Each thread keeps its own SQLite connection; it is closed when the thread ends (or by close)."""
+def test_sqlite_connections_of_finished_threads_serve_the_next_ones(tmp_path: Any) -> None:
+    """Each thread keeps its own SQLite connection; when it ends, the next new thread reuses it (LangGraph writes
+    checkpoints from fresh threads each run); `close` closes them all."""
     import gc
+
+    from sqlalchemy import event
 
     with SQLAlchemySaver.from_url(f"sqlite:///{tmp_path / 'threads.db'}") as saver:
         saver.setup()
+        opened: list[object] = []
+        event.listen(saver.engine, "connect", lambda dbapi_connection, _record: opened.append(dbapi_connection))
         config = thread_config()
         put_chain(saver, config, 1)
-        threads = [threading.Thread(target=saver.get_tuple, args=(config,)) for _ in range(20)]
-        for thread in threads:
+        for _ in range(20):  # one after the other, as a run's background threads come and go
+            thread = threading.Thread(target=put_chain, args=(saver, thread_config(), 1))
             thread.start()
-        for thread in threads:
             thread.join(10)
-        del threads
-        gc.collect()
+            gc.collect()
+        assert len(opened) <= 3  # not one per thread
         assert saver._connections.kept <= 2  # this thread's, and at most one not yet collected
         saver.get_tuple(config)
-    assert saver._connections.kept == 0
+    assert saver._connections.kept == 0 and not saver._connections._idle
 
 
 def test_timestamps_are_utc_to_the_microsecond(fresh_engine: Engine) -> None:
