@@ -75,12 +75,16 @@ class ModelCaller:
             retrying = self.policy.retrying(deadline_at=deadline_at, rng=self.rng).copy(
                 before_sleep=self._announcer(name)
             )
+            timed_out = 0
             try:
                 async for attempt in retrying:
                     with attempt:
-                        timeout = self.policy.attempt_timeout(deadline_at, attempt.retry_state.attempt_number)
-                        async with asyncio.timeout(timeout):
-                            return await model.ainvoke(messages, config)
+                        try:
+                            async with asyncio.timeout(self.policy.attempt_timeout(deadline_at, timed_out)):
+                                return await model.ainvoke(messages, config)
+                        except TimeoutError:
+                            timed_out += 1
+                            raise
             except Exception as error:
                 failures.append(self._failed(name, error, retrying.statistics))
         raise ModelUnavailableError(self._summary(failures))

@@ -200,12 +200,32 @@ def test_growing_timeout_lets_a_slowed_service_answer() -> None:
             assert seen.content == expected and [a["outcome"] for a in attempts] == ["timeout", "ok"]
 
 
-def test_timeout_and_hedge_delay_grow_per_attempt() -> None:
+def test_only_timed_out_attempts_grow_the_timeout() -> None:
+    """Fast failures (a 503) show the service is answering: the next attempt keeps the short timeout."""
+    answers = iter(["503", "503", "slow", "slow"])
+
+    @tool
+    async def flaky(q: str) -> str:
+        """Fails fast twice, then answers after 0.3 s."""
+        if next(answers) == "503":
+            raise TransientToolError("503 Service Unavailable")
+        await asyncio.sleep(0.3)
+        return "late but fine"
+
+    c = call("flaky", q="x")
+    policy = FAST.but(timeout_s=0.1, timeout_growth=5.0, max_attempts=5)
+    seen = observations(run(build_agent(replay_model(turn(c)), [flaky], policies={"flaky": policy})))[c["id"]]
+    outcomes = [a["outcome"] for a in record(seen)["attempts"]]
+    assert seen.content == "late but fine"
+    assert outcomes == ["transient_error", "transient_error", "timeout", "ok"]
+
+
+def test_timeout_and_hedge_delay_grow_per_timed_out_attempt() -> None:
     policy = ToolPolicy(timeout_s=0.1, timeout_growth=2.0, hedge_after_s=0.02, deadline_s=None)
-    assert [round(policy.attempt_timeout(None, n), 3) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.4, 0.8]
-    assert [round(policy.hedge_delay(n), 3) for n in (1, 2, 3)] == [0.02, 0.04, 0.08]
+    assert [round(policy.attempt_timeout(None, n), 3) for n in (0, 1, 2, 3)] == [0.1, 0.2, 0.4, 0.8]
+    assert [round(policy.hedge_delay(n), 3) for n in (0, 1, 2)] == [0.02, 0.04, 0.08]
     deadline_at = time.monotonic() + 0.3
-    assert policy.attempt_timeout(deadline_at, 4) <= 0.3  # never past the deadline
+    assert policy.attempt_timeout(deadline_at, 3) <= 0.3  # never past the deadline
     with pytest.raises(ValueError, match="timeout_growth"):
         ToolPolicy(timeout_growth=0.5)
 

@@ -33,10 +33,11 @@ SEARCH_POLICY = ToolPolicy(
 )
 """A read-only lookup: retried freely and fast, hedged when slow. The service answers in a millisecond or two
 when healthy, so a try still silent after 20 ms is raced by a second one, and an attempt silent after 100 ms is
-abandoned for a fresh one; each further attempt waits twice as long (0.1, 0.2, 0.4 s... and hedges at 20, 40,
-80 ms...). A fixed 100 ms timeout was measured to collapse under load: 10 tasks at once on 2 cores shared with 8
-busy processes slowed answers past it, every attempt was abandoned and retries fed the load (0 % success, a retry
-storm); with the growing timeout the same run succeeds."""
+abandoned for a fresh one; each attempt after a timed-out one waits twice as long (0.1, 0.2, 0.4 s... and
+hedges at 20, 40, 80 ms...), while a fast 503 keeps the next try short. A fixed 100 ms timeout was measured to
+collapse under load: 10 tasks at once on 2 cores shared with 8 busy processes slowed answers past it, every
+attempt was abandoned and retries fed the load (0 % success, a retry storm); with the growing timeout the same
+run succeeds."""
 
 CALC_POLICY = ToolPolicy(timeout_s=2.0, max_attempts=1, deadline_s=2.0)
 """Local and deterministic: a failure will not go away by retrying."""

@@ -34,10 +34,12 @@ class CallPolicy:
     ``None``: attempts are bounded by ``deadline_s`` only."""
 
     timeout_growth: float = 1.0
-    """Factor applied to the timeout (and the hedge delay) of each further attempt: 2 gives 0.1, 0.2, 0.4 s...
-    A fixed short timeout is a load threshold in disguise: when a busy host slows every answer past it, every
-    attempt is abandoned and its retry adds load (a retry storm). Growing it lets the call adapt to the
-    service's present speed while the first attempts stay short. 1 = the same timeout for every attempt."""
+    """Factor applied to the timeout (and the hedge delay) after each attempt that timed out: 2 gives 0.1,
+    0.2, 0.4 s... as long as attempts keep timing out, like TCP's retransmission timer. A fixed short timeout
+    is a load threshold in disguise: when a busy host slows every answer past it, every attempt is abandoned
+    and its retry adds load (a retry storm). Growing it lets the call adapt to the service's present speed.
+    Attempts that failed fast (a 503) do not grow it: the service answered, so the next try stays short.
+    1 = the same timeout for every attempt."""
 
     max_attempts: int = 3
     """Attempts in all, the first included (1 = never retry)."""
@@ -86,18 +88,18 @@ class CallPolicy:
             return False
         return bool(self.retry_on(error))
 
-    def attempt_timeout(self, deadline_at: float | None, attempt: int = 1) -> float | None:
-        """The timeout of attempt number ``attempt`` starting now: ``timeout_s`` grown by ``timeout_growth``
-        per earlier attempt, cut to what is left of the deadline."""
-        timeout = None if self.timeout_s is None else self.timeout_s * self.growth(attempt)
+    def attempt_timeout(self, deadline_at: float | None, timed_out: int = 0) -> float | None:
+        """The timeout of an attempt starting now, after ``timed_out`` earlier attempts of the call timed out:
+        ``timeout_s`` grown by ``timeout_growth`` per such attempt, cut to what is left of the deadline."""
+        timeout = None if self.timeout_s is None else self.timeout_s * self.growth(timed_out)
         if deadline_at is None:
             return timeout
         remaining = max(0.0, deadline_at - time.monotonic())
         return remaining if timeout is None else min(timeout, remaining)
 
-    def growth(self, attempt: int) -> float:
-        """How much longer than the first attempt's the waits of attempt number ``attempt`` are."""
-        return float(self.timeout_growth ** (attempt - 1))
+    def growth(self, timed_out: int) -> float:
+        """How much longer than the first attempt's the waits are after ``timed_out`` timed-out attempts."""
+        return float(self.timeout_growth**timed_out)
 
     def deadline_from_now(self) -> float | None:
         return time.monotonic() + self.deadline_s if self.deadline_s is not None else None
@@ -168,9 +170,9 @@ class ToolPolicy(CallPolicy):
             if self.hedge_after_s <= 0:
                 raise ValueError(f"hedge_after_s must be positive, got {self.hedge_after_s}")
 
-    def hedge_delay(self, attempt: int) -> float | None:
-        """When to hedge attempt number ``attempt``: ``hedge_after_s``, grown like the timeout."""
-        return None if self.hedge_after_s is None else self.hedge_after_s * self.growth(attempt)
+    def hedge_delay(self, timed_out: int = 0) -> float | None:
+        """When to hedge an attempt after ``timed_out`` timed-out ones: ``hedge_after_s``, grown like the timeout."""
+        return None if self.hedge_after_s is None else self.hedge_after_s * self.growth(timed_out)
 
     def fallback_for(self, error: BaseException) -> Any:
         """The fallback value for this failure (calling the fallback if it is a function)."""

@@ -182,8 +182,9 @@ class ToolCallRunner:
             if limiter is not None:
                 attempt.rate_limited_ms = 1000 * await limiter.acquire(deadline_at)
                 acquired = True
-            timeout = policy.attempt_timeout(deadline_at, attempt.number)
-            hedge_after_s = policy.hedge_delay(attempt.number)
+            timed_out = sum(earlier.outcome is AttemptOutcome.TIMEOUT for earlier in record.attempts[:-1])
+            timeout = policy.attempt_timeout(deadline_at, timed_out)
+            hedge_after_s = policy.hedge_delay(timed_out)
             async with asyncio.timeout(timeout) as scope:
                 if hedge_after_s is None:
                     result = await execute(request)
