@@ -166,6 +166,35 @@ def test_hedge_races_a_slow_first_try_and_cancels_the_loser() -> None:
     assert cancelled == [0]
 
 
+def test_a_second_hedge_races_when_the_first_is_slow_too() -> None:
+    tries: list[int] = []
+    cancelled: list[int] = []
+
+    @tool
+    async def lookup(q: str) -> str:
+        """The first two tries stall, the third answers."""
+        n = len(tries)
+        tries.append(n)
+        if n < 2:
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                cancelled.append(n)
+                raise
+        return f"answer from try {n}"
+
+    c = call("lookup", q="x")
+    policy = FAST.but(hedge_after_s=0.05, hedges=2)
+    seen = observations(run(build_agent(replay_model(turn(c)), [lookup], policies={"lookup": policy})))[c["id"]]
+    assert seen.content == "answer from try 2"
+    attempts = record(seen)["attempts"]
+    assert len(attempts) == 1 and attempts[0]["hedge"] == "hedge 2"
+    time.sleep(0.05)
+    assert tries == [0, 1, 2] and sorted(cancelled) == [0, 1]
+    with pytest.raises(ValueError, match="hedges"):
+        ToolPolicy(hedge_after_s=0.05, hedges=0)
+
+
 def test_no_hedge_when_the_first_try_is_quick() -> None:
     @tool
     async def lookup(q: str) -> str:

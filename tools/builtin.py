@@ -25,6 +25,7 @@ SEARCH_POLICY = ToolPolicy(
     timeout_s=0.1,
     timeout_growth=2.0,
     hedge_after_s=0.02,
+    hedges=2,
     max_attempts=16,
     backoff_initial_s=0.002,
     backoff_max_s=0.05,
@@ -32,8 +33,9 @@ SEARCH_POLICY = ToolPolicy(
     deadline_s=5.0,
 )
 """A read-only lookup: retried freely and fast, hedged when slow. The service answers in a millisecond or two
-when healthy, so a try still silent after 20 ms is raced by a second one, and an attempt silent after 100 ms is
-abandoned for a fresh one; each attempt after a timed-out one waits twice as long (0.1, 0.2, 0.4 s... and
+when healthy, so a try still silent after 20 ms is raced by a second one, and at 40 ms by a third (with 15 % slow
+answers, one hedge leaves 2.25 % of attempts to time out, two leave 0.34 %), and an attempt silent after 100 ms
+is abandoned for a fresh one; each attempt after a timed-out one waits twice as long (0.1, 0.2, 0.4 s... and
 hedges at 20, 40, 80 ms...), while a fast 503 keeps the next try short. A fixed 100 ms timeout was measured to
 collapse under load: 10 tasks at once on 2 cores shared with 8 busy processes slowed answers past it, every
 attempt was abandoned and retries fed the load (0 % success, a retry storm); with the growing timeout the same

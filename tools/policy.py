@@ -156,6 +156,9 @@ class ToolPolicy(CallPolicy):
     hedge_after_s: float | None = None
     """Read tools only: if an attempt has not answered after this long, race a second one."""
 
+    hedges: int = 1
+    """With ``hedge_after_s``: the most extra tries one attempt races, one more every ``hedge_after_s``."""
+
     @property
     def has_fallback(self) -> bool:
         return self.fallback is not None
@@ -169,6 +172,8 @@ class ToolPolicy(CallPolicy):
                 raise ValueError("hedged requests are for idempotent reads, never for side_effect tools")
             if self.hedge_after_s <= 0:
                 raise ValueError(f"hedge_after_s must be positive, got {self.hedge_after_s}")
+        if self.hedges < 1:
+            raise ValueError(f"hedges must be at least 1, got {self.hedges}")
 
     def hedge_delay(self, timed_out: int = 0) -> float | None:
         """When to hedge an attempt after ``timed_out`` timed-out ones: ``hedge_after_s``, grown like the timeout."""

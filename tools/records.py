@@ -48,7 +48,7 @@ class Attempt:
     circuit: str | None = None
     """``half_open`` when this attempt was the probe of a tripped circuit."""
     hedge: str | None = None
-    """When a hedge was sent: which try answered first (``first`` or ``hedge``)."""
+    """When a hedge was sent: which try answered first (``first``, ``hedge``, ``hedge 2``...)."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -189,7 +189,9 @@ class ToolCallRunner:
                 if hedge_after_s is None:
                     result = await execute(request)
                 else:
-                    result, attempt.hedge = await race_with_hedge(lambda: execute(request), hedge_after_s)
+                    result, attempt.hedge = await race_with_hedge(
+                        lambda: execute(request), hedge_after_s, policy.hedges
+                    )
         except TimeoutError as exc:
             if scope.expired():
                 attempt.abandoned_thread = name in self.sync_tools
