@@ -35,6 +35,7 @@ from tools.credentials import Credentials, check_grants
 from tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from tools.policy import DEFAULT_POLICY, ToolPolicy
 from tools.records import CallListener
+from tools.redaction import scrubbing_tool
 from tools.runner import DEFAULT_MAX_RESULT_CHARS, ToolCallRunner
 from tools.schemas import openai_tool_specs
 from tools.threads import DEFAULT_MAX_THREADS, ToolThreads, is_sync_only
@@ -102,8 +103,12 @@ def build_agent(
         credentials=credentials,
         credential_needs=credential_needs,
     )
+    node_tools = [threads.offload(t) for t in catalog.tools.values()]
+    node_tools = [
+        scrubbing_tool(t, lambda: runner.credentials.redact) if t.name in credential_needs else t for t in node_tools
+    ]
     tool_node = PolicyToolNode(
-        [threads.offload(t) for t in catalog.tools.values()],
+        node_tools,
         credential_args=runner.credential_args,
         awrap_tool_call=runner.awrap_tool_call,
         handle_tool_errors=False,  # the runner turns every failure into an observation itself

@@ -172,7 +172,8 @@ def run_flow(
     policies: dict[str, ToolPolicy],
     printed: io.StringIO,
 ) -> tuple[list[BaseMessage], bytes]:
-    """Run the agent to the end on ``db_url`` (trajectory to ``printed``); its messages and the database dump."""
+    """Run the agent to the end on ``db_url``; its messages and the database dump. The trajectory is printed to
+    ``printed``, followed by every item of LangGraph's ``tools`` stream (what callbacks and tracing see)."""
     with SQLAlchemySaver.from_url(db_url) as saver:
         saver.setup()
         ledger = AttemptLedger(saver.engine)
@@ -182,14 +183,20 @@ def run_flow(
             )
             config = {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:8]}"}}
             printer = TrajectoryPrinter(out=printed)
+            tool_events: list[str] = []
             for mode, chunk in agent.stream(
                 {"messages": [("user", "charge and report")]},
                 config,
-                stream_mode=["updates", "custom"],
+                stream_mode=["updates", "custom", "tools"],
                 durability="sync",
             ):
-                printer.feed(mode, chunk)
+                if mode == "tools":
+                    tool_events.append(repr(chunk))
+                else:
+                    printer.feed(mode, chunk)
             printer.finish()
+            assert tool_events, "the tools stream was empty: checking it would be vacuous"
+            printed.write("\n".join(tool_events))
             messages = agent.get_state(config).values["messages"]
         finally:
             ledger.close()
@@ -232,7 +239,7 @@ def check_everywhere(
         "the final messages": "\n".join(repr(m) for m in messages),
         "the database (every table, every row)": dump,
         "the logs (DEBUG, all loggers)": logs + caplog.text,
-        "the trajectory printer": printed,
+        "the trajectory printer and the tools stream (callbacks)": printed,
         "stdout": captured.out,
         "stderr": captured.err,
     }

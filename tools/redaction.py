@@ -3,16 +3,19 @@
 A service may echo a credential (an error page quoting the ``Authorization`` header), and a tool may put the
 answer into its result or its exception. Everything the runtime does with those afterwards (the model's next
 prompt, the attempt ledger, the idempotency ledger, the trajectory, logs) starts from them, so the runner
-scrubs both at the one place they come out of the tool (`tools.runner.ToolCallRunner`).
+scrubs both where they come out of the tool (`tools.runner.ToolCallRunner`), and granted tools are wrapped
+(`scrubbing_tool`) so that even LangChain's callbacks, which see a tool's output first, get the scrubbed text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool, StructuredTool
 
 from tools.errors import PermanentToolError, TransientToolError, is_transient, status_code_of
 
@@ -87,3 +90,32 @@ def _text(error: BaseException, render: Callable[[Any], str] = str) -> str:
         return render(error)
     except Exception:  # a broken __str__ shows nothing
         return type(error).__name__
+
+
+def scrubbing_tool(tool: BaseTool, redact_of: Callable[[], Redact]) -> BaseTool:
+    """A copy of ``tool`` whose own result and error are scrubbed inside the tool, before LangChain's callbacks
+    (``on_tool_end``/``on_tool_error``: tracing, the ``tools`` stream mode) see them. ``redact_of()`` gives the
+    redaction at call time (the credentials may load lazily). Only a ``StructuredTool`` with a coroutine (what
+    `tools.threads.ToolThreads.offload` makes of every sync one) can be wrapped; other tools are returned as
+    they are, and the runner's scrub still covers everything the runtime records."""
+    if not isinstance(tool, StructuredTool) or tool.coroutine is None:
+        return tool
+    inner = tool.coroutine
+
+    @functools.wraps(inner)  # keeps the signature LangChain inspects to inject arguments
+    async def coroutine(*args: Any, **kwargs: Any) -> Any:
+        redact = redact_of()
+        try:
+            result = await inner(*args, **kwargs)
+        except Exception as error:
+            cleaned = scrub_exception(error, redact)
+            if cleaned is error:
+                raise
+            raise cleaned from None
+        if isinstance(result, str):
+            return redact(result)
+        if isinstance(result, ToolMessage):
+            return scrub_message(result, redact)
+        return result
+
+    return tool.model_copy(update={"coroutine": coroutine})
