@@ -31,9 +31,11 @@ from graph.nodes import ReActLoop
 from graph.state import AgentState, InputState
 from graph.tool_node import PolicyToolNode
 from tools.budget import Budgets, TaskBudget
+from tools.credentials import Credentials, check_grants
 from tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
-from tools.policy import ToolPolicy
+from tools.policy import DEFAULT_POLICY, ToolPolicy
 from tools.records import CallListener
+from tools.redaction import scrubbing_tool
 from tools.runner import DEFAULT_MAX_RESULT_CHARS, ToolCallRunner
 from tools.schemas import openai_tool_specs
 from tools.threads import DEFAULT_MAX_THREADS, ToolThreads, is_sync_only
@@ -59,6 +61,7 @@ def build_agent(
     max_result_chars: int | None = DEFAULT_MAX_RESULT_CHARS,
     idempotency_store: IdempotencyStore | None = None,
     task_budget: TaskBudget | None = DEFAULT_TASK_BUDGET,
+    credentials: Credentials | None = None,
     name: str = "ironloop",
 ) -> CompiledStateGraph:
     """Compile a ReAct agent whose tool calls run under per-tool policies.
@@ -72,6 +75,8 @@ def build_agent(
     Side-effect tools record their calls in ``idempotency_store``: by default the checkpoint database when the
     checkpointer is a `checkpoints.SQLAlchemySaver` (durable across crashes), else process memory.
     ``task_budget`` caps the retries and the wall time of each task (``None``: no cap).
+    ``credentials`` holds the tools' secrets (`tools.credentials`); by default they are loaded from the
+    environment and ``ironloop.toml`` when a tool granted some (``ToolPolicy.credentials``) is first called.
     """
     if max_turns < 1:
         raise ValueError(f"max_turns must be at least 1, got {max_turns}")
@@ -80,6 +85,10 @@ def build_agent(
     catalog = ToolCatalog(t if isinstance(t, BaseTool) else create_tool(t) for t in tools)
     if unknown := sorted(set(policies or {}) - set(catalog.tools)):
         raise ValueError(f"policies given for tools the agent does not have: {', '.join(unknown)}")
+    fallback_policy = default_policy or DEFAULT_POLICY
+    credential_needs = check_grants(
+        catalog.tools, {n: (policies or {}).get(n, fallback_policy).credentials for n in catalog.tools}
+    )
 
     threads = ToolThreads(max_concurrency)
     budgets = Budgets(task_budget) if task_budget is not None else None
@@ -91,9 +100,16 @@ def build_agent(
         max_result_chars=max_result_chars,
         idempotency_store=idempotency_store or default_idempotency_store(checkpointer),
         budgets=budgets,
+        credentials=credentials,
+        credential_needs=credential_needs,
     )
+    node_tools = [threads.offload(t) for t in catalog.tools.values()]
+    node_tools = [
+        scrubbing_tool(t, lambda: runner.credentials.redact) if t.name in credential_needs else t for t in node_tools
+    ]
     tool_node = PolicyToolNode(
-        [threads.offload(t) for t in catalog.tools.values()],
+        node_tools,
+        credential_args=runner.credential_args,
         awrap_tool_call=runner.awrap_tool_call,
         handle_tool_errors=False,  # the runner turns every failure into an observation itself
     )

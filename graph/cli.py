@@ -3,6 +3,11 @@
 Exit codes: 0 done, 1 the run failed (it can be resumed), 2 bad usage or configuration, 130 interrupted.
 Errors are one line on stderr, never a traceback.
 
+Credentials: commands that run tools read the tools' secrets once (`tools.credentials`: ``IRONLOOP_TOOL_*``
+variables and ``ironloop.toml``), then remove those variables from the process environment, so no child
+process inherits them; each tool is handed only its own. The bundled payments service started for ``demo``
+(and for ``run`` without ``--search-url``) requires the configured ``charge_card`` key, if there is one.
+
 Durability: ``run``, ``resume`` and single ``demo`` runs use ``durability="sync"``: each step's checkpoint is
 written before the next step starts, so a crash never loses a tool result that was already produced (tools
 may have side effects). ``demo --tasks`` uses LangGraph's default ``"async"`` (checkpoints written in the
@@ -187,11 +192,22 @@ def open_store(url: str | None) -> Iterator[Store]:
 # -- running ----------------------------------------------------------------------------------------------------
 
 
-def _start_search(profile: str, seed: int, port: int = 0) -> Any:
-    from tools.services.server import start_search_service
+def _credentials() -> Any:
+    """The tools' secrets, read once; their variables are then removed from the environment."""
+    from tools.credentials import Credentials, CredentialsConfigError
 
     try:
-        service, _ = start_search_service(profile=profile, seed=seed, port=port)
+        return Credentials.load(scrub_environ=True)
+    except CredentialsConfigError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+
+def _start_search(profile: str, seed: int, port: int = 0, credentials: Any = None) -> Any:
+    from tools.services.server import start_search_service
+
+    key = credentials.get("charge_card", "api_key") if credentials is not None else None
+    try:
+        service, _ = start_search_service(profile=profile, seed=seed, port=port, payments_api_key=key)
     except (ValueError, OSError, RuntimeError) as exc:
         raise CommandError(str(exc), EXIT_USAGE) from exc
     return service
@@ -201,10 +217,13 @@ def run_demo(args: argparse.Namespace) -> int:
     from graph.demo import build_demo_agent
     from graph.demo_tasks import run_demo_tasks
 
-    service = _start_search(args.profile, args.seed)
+    credentials = _credentials()
+    service = _start_search(args.profile, args.seed, credentials=credentials)
     try:
         with open_store(args.db) as store:
-            agent = build_demo_agent(service.url, checkpointer=store.saver, listeners=[store.ledger])
+            agent = build_demo_agent(
+                service.url, checkpointer=store.saver, listeners=[store.ledger], credentials=credentials
+            )
             if args.tasks:
                 print(f"running {args.tasks} tasks (search profile {args.profile}, seed {args.seed}; {store.where})")
                 stats = asyncio.run(
@@ -233,8 +252,9 @@ def run_real_model(args: argparse.Namespace) -> int:
         "ironloop_max_turns": args.max_turns,
     }
     thread = args.thread or f"run-{uuid.uuid4().hex[:8]}"
-    with _search_url(args) as search_url, open_store(args.db) as store:
-        agent = _agent_from_spec(spec, args, search_url, store)
+    credentials = _credentials()
+    with _search_url(args, credentials) as search_url, open_store(args.db) as store:
+        agent = _agent_from_spec(spec, args, search_url, store, credentials)
         print(f"thread {thread}  ({store.where}; model {spec['ironloop_model']})")
         answer = _stream(agent, {"messages": [("user", args.question)]}, _config(thread, spec), tokens=args.stream)
         print(answer if answer is not None else "")
@@ -244,13 +264,14 @@ def run_real_model(args: argparse.Namespace) -> int:
 def resume_thread(args: argparse.Namespace) -> int:
     from graph.threads import FINISHED, status_of
 
-    with _search_url(args) as search_url, open_store(args.db) as store:
+    credentials = _credentials()
+    with _search_url(args, credentials) as search_url, open_store(args.db) as store:
         latest = store.saver.get_tuple({"configurable": {"thread_id": args.thread}})
         if latest is None:
             raise CommandError(f"no thread {args.thread!r} in {store.where}", EXIT_USAGE)
         spec = {k: v for k, v in latest.metadata.items() if k.startswith("ironloop_")}
         spec.setdefault(AGENT_KEY, "demo")
-        agent = _agent_from_spec(spec, args, search_url, store)
+        agent = _agent_from_spec(spec, args, search_url, store, credentials)
         config = _config(args.thread, spec)
         if args.checkpoint:
             config["configurable"]["checkpoint_id"] = args.checkpoint
@@ -294,27 +315,29 @@ def _stream(agent: Any, state_in: Any, config: dict[str, Any], *, tokens: bool =
 
 
 @contextlib.contextmanager
-def _search_url(args: argparse.Namespace) -> Iterator[str]:
+def _search_url(args: argparse.Namespace, credentials: Any) -> Iterator[str]:
     """The search service for real-model runs: the given URL, or the bundled one for the command's duration."""
     configured = getattr(args, "search_url", None) or os.environ.get("IRONLOOP_SEARCH_URL")
     if configured:
         yield configured
         return
-    service = _start_search(getattr(args, "profile", "none"), 0)
+    service = _start_search(getattr(args, "profile", "none"), 0, credentials=credentials)
     try:
         yield service.url
     finally:
         service.stop()
 
 
-def _agent_from_spec(spec: dict[str, Any], args: argparse.Namespace, search_url: str, store: Store) -> Any:
+def _agent_from_spec(
+    spec: dict[str, Any], args: argparse.Namespace, search_url: str, store: Store, credentials: Any
+) -> Any:
     from graph.agent import build_agent
     from graph.demo import build_demo_agent
     from graph.model_call import ModelPolicy
     from tools.builtin import BUILTIN_POLICIES, builtin_tools
 
     if spec[AGENT_KEY] == "demo":
-        return build_demo_agent(search_url, checkpointer=store.saver, listeners=[store.ledger])
+        return build_demo_agent(search_url, checkpointer=store.saver, listeners=[store.ledger], credentials=credentials)
     endpoint = _endpoint(args, spec.get("ironloop_base_url") or None)
     model = _chat_openai(args.model or spec.get("ironloop_model") or os.environ.get("IRONLOOP_MODEL"), endpoint)
     fallback = args.fallback_model or spec.get("ironloop_fallback_model")
@@ -328,6 +351,7 @@ def _agent_from_spec(spec: dict[str, Any], args: argparse.Namespace, search_url:
         system_prompt=REAL_MODEL_PROMPT,
         model_policy=ModelPolicy(max_attempts=args.model_attempts),
         fallback_models=[_chat_openai(fallback, endpoint)] if fallback else [],
+        credentials=credentials,
     )
 
 
@@ -442,7 +466,7 @@ def upgrade_db(args: argparse.Namespace) -> int:
 
 
 def serve_tools(args: argparse.Namespace) -> int:
-    service = _start_search(args.profile, args.seed, args.port)
+    service = _start_search(args.profile, args.seed, args.port, credentials=_credentials())
     print(
         f"tool services on {service.url}: GET /search?q=..., POST /charges, GET /charges "
         f"(profile {args.profile}, seed {args.seed}); Ctrl-C stops",

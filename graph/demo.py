@@ -16,6 +16,7 @@ from graph.agent import build_agent
 from graph.scenario import demo_script
 from graph.scripted_model import ScriptedChatModel
 from tools.builtin import BUILTIN_POLICIES, builtin_tools
+from tools.credentials import Credentials
 from tools.records import CallListener
 
 
@@ -25,6 +26,7 @@ def build_demo_agent(
     checkpointer: BaseCheckpointSaver | None = None,
     listeners: Iterable[CallListener] = (),
     max_turns: int = 10,
+    credentials: Credentials | None = None,
 ) -> CompiledStateGraph:
     return build_agent(
         ScriptedChatModel(script=demo_script),
@@ -33,6 +35,7 @@ def build_demo_agent(
         checkpointer=checkpointer,
         listeners=listeners,
         max_turns=max_turns,
+        credentials=credentials,
         name="ironloop-demo",
     )
 

@@ -7,12 +7,13 @@ import json
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import BaseTool, InjectedToolArg, StructuredTool
 
 from tools.calc import evaluate, format_number
+from tools.credentials import Secret, env_var
 from tools.errors import PermanentToolError, TransientToolError, raise_for_status
 from tools.http import LoopClients, tls_context
 from tools.idempotency import Reconcile, Reconciled, Reconciliation, current_idempotency_key
@@ -52,9 +53,11 @@ CHARGE_POLICY = ToolPolicy(
     backoff_initial_s=0.02,
     backoff_max_s=0.5,
     deadline_s=20.0,
+    credentials=("api_key",),
 )
 """A payment: exactly once. The payments service deduplicates by Idempotency-Key, so even an attempt whose
-answer was lost is retried safely with the same key."""
+answer was lost is retried safely with the same key. Authenticates with ``api_key`` when one is configured
+(``$IRONLOOP_TOOL_CHARGE_CARD_API_KEY``); the bundled payments service asks for none unless started with one."""
 
 BUILTIN_POLICIES: dict[str, ToolPolicy] = {"search": SEARCH_POLICY, "calc": CALC_POLICY, "charge_card": CHARGE_POLICY}
 
@@ -101,16 +104,24 @@ def make_charge_tool(
     base_url_of = _resolver(url, PAYMENTS_URL_ENV)
     clients = LoopClients(timeout=httpx.Timeout(http_timeout_s, connect=min(5.0, http_timeout_s)))
 
-    async def charge_card(customer_id: str, amount_cents: int) -> str:
+    async def charge_card(
+        customer_id: str, amount_cents: int, api_key: Annotated[Secret | None, InjectedToolArg] = None
+    ) -> str:
         """Charge a customer's card on file. amount_cents is in cents: 1250 charges $12.50."""
         headers = {"Idempotency-Key": current_idempotency_key()} if send_idempotency_key else {}
+        if api_key is not None:
+            headers["Authorization"] = f"Bearer {api_key.reveal()}"
         client = await clients.get()
         response = await client.post(
             f"{await base_url_of()}/charges",
             json={"customer_id": customer_id, "amount_cents": amount_cents},
             headers=headers,
         )
-        raise_for_status(response, what="payments service")
+        if response.status_code == 401 and api_key is None:
+            raise PermanentToolError(
+                f"the payments service wants an API key and none is configured: set {env_var('charge_card', 'api_key')}"
+            )
+        raise_for_status(response, what="payments service", redact=api_key.redact if api_key else None)
         try:
             charge = json.loads(response.content)
         except ValueError as exc:
@@ -125,12 +136,13 @@ def charge_text(charge: dict[str, Any]) -> str:
     return f"Charged {charge['customer_id']} {charge['amount_cents']} cents: charge {charge['id']} {charge['status']}."
 
 
-def charge_reconciler(url: str | Callable[[], str] | None = None) -> Reconcile:
+def charge_reconciler(url: str | Callable[[], str] | None = None, *, api_key: Secret | None = None) -> Reconcile:
     """A reconcile function for ``charge_card``: asks the payments service whether the key's charge exists."""
     base_url_of = _resolver(url, PAYMENTS_URL_ENV)
+    headers = {"Authorization": f"Bearer {api_key.reveal()}"} if api_key is not None else {}
 
     async def reconcile(key: str, args: dict[str, Any]) -> Reconciliation:
-        async with httpx.AsyncClient(timeout=10.0, verify=tls_context()) as client:  # rare: no sharing needed
+        async with httpx.AsyncClient(timeout=10.0, verify=tls_context(), headers=headers) as client:
             response = await client.get(f"{await base_url_of()}/charges/{key}")
         if response.status_code == 404:
             return Reconciliation(Reconciled.NOT_HAPPENED)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
@@ -144,13 +145,16 @@ def error_class(exc: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-def raise_for_status(response: httpx.Response, *, what: str) -> None:
-    """Translate an HTTP error status into the tree above, keeping the response for `retry_after_of`."""
+def raise_for_status(response: httpx.Response, *, what: str, redact: Callable[[str], str] | None = None) -> None:
+    """Translate an HTTP error status into the tree above, keeping the response for `retry_after_of`.
+
+    ``redact`` cleans the error body's text before it is shortened (a service may echo a credential, and a
+    shortened copy would no longer match the secret it must hide)."""
     if response.is_success:
         return
     status = response.status_code
     message = f"{what}: HTTP {status} {response.reason_phrase}".rstrip()
-    detail = _error_detail(response)
+    detail = _error_detail(response, redact or (lambda text: text))
     if detail and detail.lower() != response.reason_phrase.lower():
         message += f" ({detail})"
     if status in TRANSIENT_HTTP_STATUSES:
@@ -160,17 +164,17 @@ def raise_for_status(response: httpx.Response, *, what: str) -> None:
     raise PermanentToolError(message, status_code=status)
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(response: httpx.Response, redact: Callable[[str], str]) -> str:
     """The short reason an error body gives: its JSON ``error``/``message``/``detail`` field, or its text."""
     try:
         body = response.json()
     except ValueError:
-        return " ".join(response.text.split())[:160]
+        return redact(" ".join(response.text.split()))[:160]
     if isinstance(body, dict):
         for key in ("error", "message", "detail"):
             value = body.get(key)
             if isinstance(value, dict):
                 value = value.get("message")
             if isinstance(value, str):
-                return value[:160]
+                return redact(value)[:160]
     return ""

@@ -159,12 +159,20 @@ class ToolPolicy(CallPolicy):
     hedges: int = 1
     """With ``hedge_after_s``: the most extra tries one attempt races, one more every ``hedge_after_s``."""
 
+    credentials: tuple[str, ...] = ()
+    """Names of the secrets this tool is given (`tools.credentials`): each is passed, per call, to the tool's
+    parameter of that name annotated ``Annotated[Secret, InjectedToolArg]``, from ``$IRONLOOP_TOOL_<TOOL>_<NAME>``
+    or the config file. A tool is given nothing it does not list, and never another tool's secrets."""
+
     @property
     def has_fallback(self) -> bool:
         return self.fallback is not None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if isinstance(self.credentials, str) or not all(isinstance(n, str) and n for n in self.credentials):
+            raise TypeError(f"credentials is a tuple of names, e.g. ('api_key',); got {self.credentials!r}")
+        object.__setattr__(self, "credentials", tuple(self.credentials))
         if (self.honours_idempotency_key or self.reconcile is not None) and not self.side_effect:
             raise ValueError("honours_idempotency_key and reconcile only apply to side_effect=True tools")
         if self.hedge_after_s is not None:

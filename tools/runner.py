@@ -5,6 +5,10 @@ under the tool's `ToolPolicy` (timeout, retries with backoff and jitter, ``Retry
 returns the tool's ``ToolMessage``, a plainly marked fallback, or an error observation the model can act on.
 It never raises for a tool's failure, so one bad call cannot fail the node or cancel its siblings; only
 LangGraph's interrupts and cancellation pass through.
+
+Credentials (`tools.credentials`): a tool whose policy lists ``credentials`` gets them per call through
+`credential_args` (the ``tools`` node injects them), and every known secret is scrubbed from what any tool
+hands back (`tools.redaction`) before anything records or shows it.
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ from tenacity import RetryCallState, retry_if_exception
 
 from tools.budget import Budgets, RunBudget, stop_when_budget_spent, task_key
 from tools.circuit import Circuit, CircuitOpenError, CircuitState
-from tools.errors import ToolTimeoutError, describe, error_class, is_transient
+from tools.credentials import Credentials, CredentialsConfigError, Secret
+from tools.errors import PermanentToolError, ToolTimeoutError, describe, error_class, is_transient
 from tools.exactly_once import ExactlyOnce
 from tools.hedging import race_with_hedge
 from tools.idempotency import IdempotencyStore, MemoryIdempotencyStore, logical_namespace
 from tools.policy import DEFAULT_POLICY, ToolPolicy
 from tools.rate_limit import RateLimiter
 from tools.records import Attempt, AttemptOutcome, CallListener, CallOutcome, CallRecord
+from tools.redaction import scrub_exception, scrub_message
 from tools.validation import Rejection
 
 Execute = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]]
@@ -54,6 +60,8 @@ class ToolCallRunner:
         idempotency_store: IdempotencyStore | None = None,
         budgets: Budgets | None = None,
         rng: random.Random | None = None,
+        credentials: Credentials | None = None,
+        credential_needs: Mapping[str, Mapping[str, bool]] | None = None,
     ):
         self.policies = dict(policies or {})
         self.default_policy = default_policy or DEFAULT_POLICY
@@ -67,6 +75,47 @@ class ToolCallRunner:
         self._limiters: dict[str, RateLimiter] = {}
         self._state_lock = threading.Lock()
         self.rng = rng or random.Random()
+        self.credential_needs = {tool: dict(needs) for tool, needs in (credential_needs or {}).items() if needs}
+        """tool → {credential name → required}: what each tool is granted (`tools.credentials.check_grants`)."""
+        self._credentials = credentials
+
+    @property
+    def credentials(self) -> Credentials:
+        """The credentials store: the one given, else loaded (env + config file) when first needed."""
+        if self._credentials is None:
+            with self._state_lock:
+                if self._credentials is None:
+                    self._credentials = Credentials.load() if self.credential_needs else Credentials()
+        return self._credentials
+
+    def credential_args(self, tool_name: str) -> dict[str, Secret]:
+        """The secrets to inject into one call of ``tool_name``: only those its policy lists (maybe none).
+        A required one that is missing raises `MissingCredentialError` (a permanent error)."""
+        store = self.credentials
+        args: dict[str, Secret] = {}
+        for name, required in self.credential_needs.get(tool_name, {}).items():
+            secret = store.require(tool_name, name) if required else store.get(tool_name, name)
+            if secret is not None:
+                args[name] = secret
+        return args
+
+    def _scrubbing(self, execute: Execute) -> Execute:
+        """``execute`` whose result and error carry no known secret (the one place tool output enters)."""
+        redact = self.credentials.redact
+
+        async def scrubbed(request: ToolCallRequest) -> ToolMessage | Command:
+            try:
+                result = await execute(request)
+            except (GraphBubbleUp, asyncio.CancelledError):
+                raise
+            except Exception as error:
+                cleaned = scrub_exception(error, redact)
+                if cleaned is error:
+                    raise
+                raise cleaned from None
+            return scrub_message(result, redact)
+
+        return scrubbed
 
     def policy_for(self, tool_name: str) -> ToolPolicy:
         return self.policies.get(tool_name, self.default_policy)
@@ -84,6 +133,14 @@ class ToolCallRunner:
 
         record = self._new_record(call, request.runtime.config)
         policy = self.policy_for(call["name"])
+        if self.credential_needs:
+            try:
+                self.credential_args(call["name"])  # a missing credential fails the call before it starts
+            except (PermanentToolError, CredentialsConfigError) as error:
+                message = self.failure_message(call, policy, record, PermanentToolError(str(error)))
+                return self._finish(request.runtime.stream_writer, record, message)
+            if self.credentials:
+                execute = self._scrubbing(execute)
         if policy.side_effect:
             message = await self.exactly_once.call(self, request, execute, policy, record)
         else:
@@ -277,7 +334,8 @@ class ToolCallRunner:
         self, call: dict[str, Any], policy: ToolPolicy, record: CallRecord, error: BaseException
     ) -> ToolMessage:
         tries = len(record.attempts)
-        transient = is_transient(error) or record.attempts[-1].outcome == AttemptOutcome.TIMEOUT
+        timed_out = bool(record.attempts) and record.attempts[-1].outcome == AttemptOutcome.TIMEOUT
+        transient = is_transient(error) or timed_out
         why = f"{describe(error)} (after {tries} attempt{'s' if tries != 1 else ''})"
         record.reason = why
         if policy.has_fallback:

@@ -4,6 +4,8 @@
   charge; same key, different body → HTTP 422. No key → a new charge every time (what a blind retry does).
 - ``GET /charges`` lists every charge made (the ledger tests read); ``GET /charges/{key}`` answers whether a
   key's charge happened (what a reconcile function asks).
+- With an ``api_key``, every request must carry ``Authorization: Bearer <key>``; otherwise HTTP 401 (the body
+  never quotes what was sent). Without one, no authentication (the offline demo and most tests).
 - Faults, drawn per request from the profile: 503 before anything happens; ``commit_then_drop`` (the charge
   is made, then the connection dies mid-response); ``hang_after_commit`` (the charge is made, then no answer).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import itertools
 import json
 import threading
@@ -24,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tools.credentials import Secret
 from tools.services.faults import HANG_S, DroppedResponse, Fault, FaultInjector
 
 
@@ -74,11 +78,26 @@ def create_payments_app(
     ledger: PaymentsLedger | None = None,
     *,
     on_commit: Callable[[Charge], None] | None = None,
+    api_key: Secret | None = None,
 ) -> Starlette:
-    """``on_commit`` is called right after a new charge is made, before any answer is sent (a test hook)."""
+    """``on_commit`` is called right after a new charge is made, before any answer is sent (a test hook).
+    ``api_key``: the bearer token every request must carry (``None``: no authentication)."""
     book = ledger if ledger is not None else PaymentsLedger()
 
+    def authorised(request: Request) -> bool:
+        if api_key is None:
+            return True
+        sent = request.headers.get("authorization", "").encode()
+        return hmac.compare_digest(sent, f"Bearer {api_key.reveal()}".encode())
+
+    def refused() -> Response:
+        return JSONResponse(
+            {"error": "missing or wrong API key"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
     async def create_charge(request: Request) -> Response:
+        if not authorised(request):
+            return refused()
         try:
             payload = await request.json()
             customer_id = str(payload["customer_id"])
@@ -105,9 +124,13 @@ def create_payments_app(
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def list_charges(request: Request) -> Response:
+        if not authorised(request):
+            return refused()
         return JSONResponse({"charges": [asdict(c) for c in book.snapshot()]})
 
     async def get_charge(request: Request) -> Response:
+        if not authorised(request):
+            return refused()
         body = book.lookup(request.path_params["key"])
         return JSONResponse(body or {"error": "no charge with that idempotency key"}, status_code=200 if body else 404)
 

@@ -13,6 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from tools.credentials import Secret
 from tools.services.faults import FaultInjector, profile_named
 from tools.services.payments import Charge, PaymentsLedger, create_payments_app
 from tools.services.search import create_search_app
@@ -104,20 +105,23 @@ def start_tool_services(
     seed: int = 0,
     port: int = 0,
     on_commit: Callable[[Charge], None] | None = None,
+    payments_api_key: Secret | None = None,
 ) -> ToolServices:
-    """Start search (``/search``) and payments (``/charges``) on one 127.0.0.1 server."""
+    """Start search (``/search``) and payments (``/charges``) on one 127.0.0.1 server. With
+    ``payments_api_key`` the payments endpoints require it as a bearer token."""
     chosen = profile_named(profile)
     search = FaultInjector(chosen.search, seed)
     payments = FaultInjector(chosen.payments, seed)
     ledger = PaymentsLedger()
-    routes = [*create_search_app(search).routes, *create_payments_app(payments, ledger, on_commit=on_commit).routes]
+    payments_app = create_payments_app(payments, ledger, on_commit=on_commit, api_key=payments_api_key)
+    routes = [*create_search_app(search).routes, *payments_app.routes]
     service = ServiceThread(Starlette(routes=routes), port=port, name="tool services").start()
     return ToolServices(service, search, payments, ledger)
 
 
 def start_search_service(
-    *, profile: str = "reference", seed: int = 0, port: int = 0
+    *, profile: str = "reference", seed: int = 0, port: int = 0, payments_api_key: Secret | None = None
 ) -> tuple[ServiceThread, FaultInjector]:
     """Start the bundled tool services; returns the running server and the search endpoint's fault injector."""
-    services = start_tool_services(profile=profile, seed=seed, port=port)
+    services = start_tool_services(profile=profile, seed=seed, port=port, payments_api_key=payments_api_key)
     return services.service, services.search
