@@ -390,6 +390,10 @@ def make_run_python_tool(sandbox: Sandbox | None = None) -> BaseTool:
         """Run a Python 3 program and get its stdout, stderr and exit status as JSON."""
         return (await box.arun(code)).to_json()
 
+    def run_python_sync(code: str) -> str:
+        """The same, for ``invoke`` outside an event loop."""
+        return box.run(code).to_json()
+
     description = (
         "Run a Python 3 program (standard library only) in an isolated sandbox and get back JSON with its "
         "stdout, stderr, exit_status and the limits it hit. print() what you want to see. No network; the "
@@ -397,4 +401,10 @@ def make_run_python_tool(sandbox: Sandbox | None = None) -> BaseTool:
         f"the call). Limits: {limits.wall_s:g} s wall clock, {limits.cpu_s} s CPU, "
         f"{limits.memory_bytes // MiB} MiB memory, {limits.output_bytes // 1024} KiB of output per stream."
     )
-    return StructuredTool.from_function(coroutine=run_python, name="run_python", description=description)
+    return StructuredTool.from_function(
+        func=run_python_sync, coroutine=run_python, name="run_python", description=description
+    )
+
+
+run_python: BaseTool = make_run_python_tool()
+"""The ``run_python`` tool with the default sandbox; give it `RUN_PYTHON_POLICY`."""
