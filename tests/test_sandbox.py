@@ -308,11 +308,13 @@ def test_attack_100_mb_of_output(box: Sandbox) -> None:
     assert peak_after - peak_before < 30 * 1024  # far less than the 100 MB written
 
 
-def test_attack_sleep_past_the_deadline(box: Sandbox) -> None:
-    result = run(box, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\nprint('WOKE')")
+def test_attack_sleep_past_the_deadline(box: Sandbox, marker: str) -> None:
+    sleeper = f"import time\nprint('sleeping', flush=True)\ntime.sleep(60)\nprint('WOKE')\n# {marker}"
+    result = run(box, f"import os, sys\nos.execv(sys.executable, [sys.executable, '-c', {sleeper!r}])")
     assert result.stdout == "sleeping\n"  # output before the kill is kept
     assert result.limits_hit == ["timeout"] and result.exit_status is None
     assert LIMITS.wall_s <= result.duration_s < LIMITS.wall_s + 2
+    assert host_processes_with(marker) == []
 
 
 def test_attack_double_forked_daemon(box: Sandbox, marker: str, tmp_path: Path) -> None:
