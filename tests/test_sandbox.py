@@ -6,6 +6,8 @@ and are skipped, loudly, otherwise; the refuse-when-unavailable test runs everyw
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -314,6 +316,25 @@ def test_attack_sleep_past_the_deadline(box: Sandbox, marker: str) -> None:
     assert result.stdout == "sleeping\n"  # output before the kill is kept
     assert result.limits_hit == ["timeout"] and result.exit_status is None
     assert LIMITS.wall_s <= result.duration_s < LIMITS.wall_s + 2
+    assert host_processes_with(marker) == []
+
+
+def test_cancelled_call_kills_the_sandbox(box: Sandbox, marker: str) -> None:
+    """The runtime cancels a call past its policy's timeout: the sandbox must not outlive the cancellation."""
+    sleeper = f"import time\ntime.sleep(60)\n# {marker}"
+    code = f"import os, sys\nos.execv(sys.executable, [sys.executable, '-c', {sleeper!r}])"
+
+    async def cancel_midway() -> list[int]:
+        call = asyncio.create_task(box.arun(code))
+        await asyncio.sleep(0.5)
+        running = host_processes_with(marker)
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+        return running
+
+    assert len(asyncio.run(cancel_midway())) == 1
+    time.sleep(0.3)
     assert host_processes_with(marker) == []
 
 
