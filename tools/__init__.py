@@ -11,9 +11,19 @@ from tools.errors import (
 from tools.policy import DEFAULT_POLICY, ToolPolicy
 from tools.records import Attempt, AttemptOutcome, CallListener, CallOutcome, CallRecord
 from tools.runner import ToolCallRunner
+from tools.sandbox import (
+    RUN_PYTHON_POLICY,
+    Sandbox,
+    SandboxLimits,
+    SandboxResult,
+    SandboxUnavailableError,
+    make_run_python_tool,
+    run_python,
+)
 
 __all__ = [
     "DEFAULT_POLICY",
+    "RUN_PYTHON_POLICY",
     "Attempt",
     "AttemptOutcome",
     "CallListener",
@@ -21,10 +31,16 @@ __all__ = [
     "CallRecord",
     "InvalidToolCallError",
     "PermanentToolError",
+    "Sandbox",
+    "SandboxLimits",
+    "SandboxResult",
+    "SandboxUnavailableError",
     "ToolCallRunner",
     "ToolError",
     "ToolPolicy",
     "ToolTimeoutError",
     "TransientToolError",
     "is_transient",
+    "make_run_python_tool",
+    "run_python",
 ]
