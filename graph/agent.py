@@ -7,7 +7,9 @@
                                                         └─ a budget spent ───────────→ finish ─→ END
 
 Each tool call is its own ``tools`` task (a ``Send``), so LangGraph checkpoints each call's result on its
-own and a resumed run re-executes only the calls that had not finished. The ``tools`` node is LangGraph's
+own and a resumed run re-executes only the calls that had not finished. That is also what lets a call that waits
+for a human's approval (an ``interrupt`` inside its task, `tools.approval`) pause alone: its siblings finish, are
+kept as pending writes, and are not run again when the decision arrives. The ``tools`` node is LangGraph's
 ``ToolNode``; what happens inside one call (policy, timeout, retries, fallback) lives in `tools.runner`.
 """
 
@@ -91,6 +93,8 @@ def build_agent(
         max_result_chars=max_result_chars,
         idempotency_store=idempotency_store or default_idempotency_store(checkpointer),
         budgets=budgets,
+        check_args=catalog.check,
+        args_schemas=catalog.parameters,
     )
     tool_node = PolicyToolNode(
         [threads.offload(t) for t in catalog.tools.values()],

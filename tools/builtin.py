@@ -30,13 +30,14 @@ SEARCH_POLICY = ToolPolicy(
     backoff_max_s=0.05,
     jitter=0.5,
     deadline_s=5.0,
+    untrusted_output=True,
 )
 """A read-only lookup: retried freely and fast, hedged when slow. The service answers in a millisecond or two
 when healthy, so a try still silent after 20 ms is raced by a second one, and an attempt silent after 100 ms is
 abandoned for a fresh one; each further attempt waits twice as long (0.1, 0.2, 0.4 s... and hedges at 20, 40,
 80 ms...). A fixed 100 ms timeout was measured to collapse under load: 10 tasks at once on 2 cores shared with 8
 busy processes slowed answers past it, every attempt was abandoned and retries fed the load (0 % success, a retry
-storm); with the growing timeout the same run succeeds."""
+storm); with the growing timeout the same run succeeds. Its results are text from the web: untrusted output."""
 
 CALC_POLICY = ToolPolicy(timeout_s=2.0, max_attempts=1, deadline_s=2.0)
 """Local and deterministic: a failure will not go away by retrying."""
@@ -51,7 +52,8 @@ CHARGE_POLICY = ToolPolicy(
     deadline_s=20.0,
 )
 """A payment: exactly once. The payments service deduplicates by Idempotency-Key, so even an attempt whose
-answer was lost is retried safely with the same key."""
+answer was lost is retried safely with the same key. Being a side effect, it waits for a human's approval once
+untrusted output (a search result) has entered the thread (``approval="on_untrusted"``, the default)."""
 
 BUILTIN_POLICIES: dict[str, ToolPolicy] = {"search": SEARCH_POLICY, "calc": CALC_POLICY, "charge_card": CHARGE_POLICY}
 
