@@ -1,9 +1,10 @@
-"""The attempt ledger: one row per tool attempt and one per finished call, in the checkpoint database.
+"""The attempt ledger: one row per tool attempt, one per finished call and one per human approval decision, in
+the checkpoint database.
 
-It is a `tools.records.CallListener`. Rows are queued and written by a background thread in batches, so a
-turn never waits on the database; `AttemptLedger.flush` (and `close`) wait until everything queued is
-written. A database error is logged and counted (`AttemptLedger.dropped`), never raised into a run: the
-ledger is for analysis, the checkpoints are what a run depends on.
+It is a `tools.records.CallListener` and a `tools.approval.ApprovalListener`. Rows are queued and written by a
+background thread in batches, so a turn never waits on the database; `AttemptLedger.flush` (and `close`) wait
+until everything queued is written. A database error is logged and counted (`AttemptLedger.dropped`), never
+raised into a run: the ledger is for analysis, the checkpoints are what a run depends on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from checkpoints.schema import tool_attempts, tool_calls
+from checkpoints.schema import tool_approvals, tool_attempts, tool_calls
+from tools.approval import ApprovalRecord
 from tools.records import Attempt, CallRecord
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,29 @@ class AttemptLedger:
                     "duration_ms": call.ms,
                     "reason": _cut(call.reason, 500),
                     "finished_at": datetime.now(UTC),
+                },
+            )
+        )
+
+    # ApprovalListener
+    def on_approval(self, approval: ApprovalRecord) -> None:
+        decision = approval.decision
+        self._queue.put(
+            (
+                tool_approvals,
+                {
+                    "thread_id": approval.thread_id,
+                    "checkpoint_ns": approval.checkpoint_ns,
+                    "tool_call_id": approval.tool_call_id,
+                    "tool": approval.tool,
+                    "decision": decision.action,
+                    "decided_by": _cut(decision.by, 255),
+                    "reason": _cut(decision.reason, 500),
+                    "mode": approval.mode,
+                    "asked_because": _cut(approval.reason_asked, 500),
+                    "args": approval.args,
+                    "edited_args": decision.args,
+                    "decided_at": datetime.now(UTC),
                 },
             )
         )

@@ -1,4 +1,5 @@
-"""Which tools are actually flaky: per-tool figures from the attempt ledger (``ironloop report``)."""
+"""Which tools are actually flaky: per-tool figures from the attempt ledger (``ironloop report``), and who
+approved, rejected or edited which call (``ironloop report --approvals``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from checkpoints.schema import tool_attempts, tool_calls
+from checkpoints.schema import tool_approvals, tool_attempts, tool_calls
 
 
 @dataclass
@@ -22,13 +23,15 @@ class ToolFigures:
     fallbacks: int = 0
     errors: int = 0
     rejected: int = 0
+    denied: int = 0
+    """Calls a human rejected when asked for approval (not run)."""
     transient_attempts: int = 0
     timeouts: int = 0
     durations_ms: list[float] = field(default_factory=list)
 
     @property
     def dispatched(self) -> int:
-        return self.calls - self.rejected
+        return self.calls - self.rejected - self.denied
 
     @property
     def success_rate(self) -> float:
@@ -57,6 +60,7 @@ class ToolFigures:
             "fallbacks": self.fallbacks,
             "errors": self.errors,
             "rejected": self.rejected,
+            "denied": self.denied,
             "p50_ms": self.latency_ms(50),
             "p95_ms": self.latency_ms(95),
         }
@@ -78,8 +82,9 @@ def tool_report(engine: Engine, *, since: datetime | None = None, thread_id: str
             row = figures[tool]
             row.tool = tool
             row.calls += 1
-            if outcome == "rejected":
-                row.rejected += 1
+            if outcome in ("rejected", "denied"):
+                row.rejected += outcome == "rejected"
+                row.denied += outcome == "denied"
                 continue
             row.durations_ms.append(duration)
             row.ok += outcome == "ok"
@@ -102,13 +107,76 @@ def format_report(rows: list[ToolFigures]) -> str:
         return "no tool calls recorded"
     header = (
         f"{'tool':<20} {'calls':>7} {'attempts':>9} {'success':>8} {'transient':>10} {'timeouts':>9} "
-        f"{'fallbacks':>10} {'rejected':>9} {'p50 ms':>8} {'p95 ms':>8}"
+        f"{'fallbacks':>10} {'rejected':>9} {'denied':>7} {'p50 ms':>8} {'p95 ms':>8}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
             f"{r.tool[:20]:<20} {r.calls:>7} {r.attempts:>9} {_pct(r.success_rate):>8} {_pct(r.transient_rate):>10} "
-            f"{r.timeouts:>9} {r.fallbacks:>10} {r.rejected:>9} {_ms(r.latency_ms(50)):>8} {_ms(r.latency_ms(95)):>8}"
+            f"{r.timeouts:>9} {r.fallbacks:>10} {r.rejected:>9} {r.denied:>7} {_ms(r.latency_ms(50)):>8} "
+            f"{_ms(r.latency_ms(95)):>8}"
+        )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    """One human decision on a tool call, as the ledger recorded it."""
+
+    decided_at: datetime
+    thread_id: str | None
+    tool: str
+    tool_call_id: str
+    decision: str
+    decided_by: str | None
+    reason: str | None
+    mode: str
+    asked_because: str | None
+    args: Any
+    edited_args: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def approval_log(engine: Engine, *, since: datetime | None = None, thread_id: str | None = None) -> list[ApprovalRow]:
+    """The approval decisions, oldest first."""
+    c = tool_approvals.c
+    query = select(
+        c.decided_at,
+        c.thread_id,
+        c.tool,
+        c.tool_call_id,
+        c.decision,
+        c.decided_by,
+        c.reason,
+        c.mode,
+        c.asked_because,
+        c.args,
+        c.edited_args,
+    ).order_by(c.decided_at, c.id)
+    if since is not None:
+        query = query.where(c.decided_at >= since)
+    if thread_id is not None:
+        query = query.where(c.thread_id == thread_id)
+    with engine.connect() as connection:
+        return [ApprovalRow(*row) for row in connection.execute(query)]
+
+
+def format_approvals(rows: list[ApprovalRow]) -> str:
+    if not rows:
+        return "no approval decisions recorded"
+    header = f"{'decided at':<19} {'thread':<24} {'tool':<16} {'decision':<8} {'by':<16} reason / arguments"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        detail = r.reason or ""
+        if r.edited_args is not None:
+            detail = f"{detail + '; ' if detail else ''}args {r.args} → {r.edited_args}"
+        elif not detail:
+            detail = f"args {r.args}"
+        lines.append(
+            f"{r.decided_at:%Y-%m-%d %H:%M:%S} {(r.thread_id or '-')[:24]:<24} {r.tool[:16]:<16} {r.decision:<8} "
+            f"{(r.decided_by or '-')[:16]:<16} {detail}"
         )
     return "\n".join(lines)
 

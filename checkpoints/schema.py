@@ -10,8 +10,8 @@ Checkpoints use the PostgreSQL saver's layout, so a step rewrites only what chan
 
 Table names carry an ``ironloop_`` prefix so they never meet the official LangGraph savers' ``checkpoints``
 tables (or anyone else's) in a shared database. `tool_calls` and `tool_attempts` are the attempt ledger
-(`checkpoints.ledger`). The migrations in ``checkpoints/migrations`` create exactly these tables; a test
-checks that the two agree.
+(`checkpoints.ledger`), with `tool_approvals` for the decisions on calls that waited for a human. The
+migrations in ``checkpoints/migrations`` create exactly these tables; a test checks that the two agree.
 
 Portability: ids are ``VARCHAR(255)``; blobs are ``LargeBinary`` (``LONGBLOB`` on MySQL/MariaDB). On
 MySQL/MariaDB, text keys use the binary ``utf8mb4_bin`` collation (thread ``"A"`` and ``"a"`` stay two
@@ -194,6 +194,29 @@ tool_attempts = Table(
     mysql_charset="utf8mb4",
 )
 
+tool_approvals = Table(
+    "tool_approvals",
+    metadata_obj,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("thread_id", String(255), nullable=True),
+    Column("checkpoint_ns", String(255), nullable=False, server_default=""),
+    Column("tool_call_id", String(255), nullable=False),
+    Column("tool", String(255), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("decided_by", String(255), nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("mode", String(16), nullable=False),
+    Column("asked_because", String(500), nullable=True),
+    Column("args", JSON(), nullable=True),
+    Column("edited_args", JSON(), nullable=True),
+    Column("decided_at", UTCDateTime(), nullable=False),
+    Index(None, "thread_id"),
+    Index(None, "tool", "decided_at"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+"""The approval ledger (`checkpoints.ledger`): one row per human decision on a tool call."""
+
 idempotency_keys = Table(
     "idempotency_keys",
     metadata_obj,
@@ -219,6 +242,7 @@ __all__ = [
     "checkpoints",
     "idempotency_keys",
     "metadata_obj",
+    "tool_approvals",
     "tool_attempts",
     "tool_calls",
 ]

@@ -7,7 +7,9 @@
                                                         └─ a budget spent ───────────→ finish ─→ END
 
 Each tool call is its own ``tools`` task (a ``Send``), so LangGraph checkpoints each call's result on its
-own and a resumed run re-executes only the calls that had not finished. The ``tools`` node is LangGraph's
+own and a resumed run re-executes only the calls that had not finished. That is also what lets a call that waits
+for a human's approval (an ``interrupt`` inside its task, `tools.approval`) pause alone: its siblings finish, are
+kept as pending writes, and are not run again when the decision arrives. The ``tools`` node is LangGraph's
 ``ToolNode``; what happens inside one call (policy, timeout, retries, fallback) lives in `tools.runner`.
 """
 
@@ -102,6 +104,8 @@ def build_agent(
         budgets=budgets,
         credentials=credentials,
         credential_needs=credential_needs,
+        check_args=catalog.check,
+        args_schemas=catalog.parameters,
     )
     node_tools = [threads.offload(t) for t in catalog.tools.values()]
     node_tools = [

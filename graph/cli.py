@@ -1,7 +1,12 @@
 """The ``ironloop`` command: a thin layer over the graph and the checkpoint store.
 
-Exit codes: 0 done, 1 the run failed (it can be resumed), 2 bad usage or configuration, 130 interrupted.
-Errors are one line on stderr, never a traceback.
+Exit codes: 0 done, 1 the run failed (it can be resumed), 2 bad usage or configuration, 3 paused: a tool call
+waits for a human's approval (``ironloop resume THREAD --approve`` or ``--reject REASON`` decides, from any
+process), 130 interrupted. Errors are one line on stderr, never a traceback.
+
+Approval: a run whose calls need approval (`tools.approval`) asks at the terminal when stdin is one; with
+``--approve-all`` / ``--deny-all`` it answers every request itself; otherwise (stdin not a TTY, no flag) it
+stops with the thread paused rather than guess or hang (`graph.approver`).
 
 Credentials: commands that run tools read the tools' secrets once (`tools.credentials`: ``IRONLOOP_TOOL_*``
 variables and ``ironloop.toml``), then remove those variables from the process environment, so no child
@@ -35,6 +40,7 @@ from graph.trajectory import TrajectoryPrinter
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_PAUSED = 3
 
 REAL_MODEL_PROMPT = (
     "You are a careful assistant with tools. Use search to look facts up and calc for arithmetic; call "
@@ -62,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except CommandError as exc:
-        print(f"ironloop: error: {exc}", file=sys.stderr)
+        print(f"ironloop: {'paused' if exc.code == EXIT_PAUSED else 'error'}: {exc}", file=sys.stderr)
         return exc.code
     except CheckpointStoreError as exc:
         print(f"ironloop: error: {exc}", file=sys.stderr)
@@ -78,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument("--db", default=None, help="database URL (default: $IRONLOOP_DB_URL or ./ironloop.db)")
 
-    demo = commands.add_parser("demo", parents=[database], help="run the offline demo (scripted model)")
+    approval = argparse.ArgumentParser(add_help=False)
+    answer_all = approval.add_mutually_exclusive_group()
+    answer_all.add_argument("--approve-all", action="store_true", help="approve every call that asks for approval")
+    answer_all.add_argument("--deny-all", action="store_true", help="reject every call that asks for approval")
+
+    demo = commands.add_parser("demo", parents=[database, approval], help="run the offline demo (scripted model)")
     demo.add_argument("--tasks", type=_positive_int, default=None, help="run N seeded tasks and print figures")
     demo.add_argument("--concurrency", type=_positive_int, default=1, help="tasks run at once with --tasks")
     demo.add_argument("--profile", default="reference", help="fault profile of the search service")
@@ -98,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--profile", default="none", help="fault profile of the bundled search service")
     model.add_argument("--stream", action="store_true", help="print tokens and tool events as they happen")
 
-    run = commands.add_parser("run", parents=[database, model], help="answer a question with a real model")
+    run = commands.add_parser("run", parents=[database, model, approval], help="answer a question with a real model")
     run.add_argument("question")
     run.add_argument("--thread", default=None, help="thread id (default: a new one)")
     run.add_argument("--max-turns", type=_positive_int, default=10)
@@ -107,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", parents=[database, model], help="continue a thread, or fork a checkpoint")
     resume.add_argument("thread")
     resume.add_argument("--checkpoint", default=None, help="fork from this checkpoint instead of the latest")
+    decide = resume.add_mutually_exclusive_group()
+    decide.add_argument("--approve", action="store_true", help="approve the calls waiting for approval")
+    decide.add_argument("--reject", metavar="REASON", default=None, help="reject them; the model is told REASON")
+    decide.add_argument("--edit", metavar="JSON", default=None, help="run the waiting call with these arguments")
     resume.set_defaults(handler=resume_thread)
 
     threads = commands.add_parser("threads", parents=[database], help="list threads and their status")
@@ -121,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", default=None, help="ISO time, or an age such as 30m, 24h, 7d")
     report.add_argument("--thread", default=None)
     report.add_argument("--json", dest="json_out", action="store_true", help="print JSON instead of a table")
+    report.add_argument("--approvals", action="store_true", help="list approval decisions instead of tool figures")
     report.set_defaults(handler=show_report)
 
     db = commands.add_parser("db", help="manage the checkpoint database")
@@ -237,7 +253,8 @@ def run_demo(args: argparse.Namespace) -> int:
             thread = args.thread or f"demo-{uuid.uuid4().hex[:8]}"
             print(f"thread {thread}  ({store.where}; search {service.url}, profile {args.profile}, seed {args.seed})")
             print(f"user: {args.question}")
-            _stream(agent, {"messages": [("user", args.question)]}, _config(thread, {AGENT_KEY: "demo"}))
+            config = _config(thread, {AGENT_KEY: "demo"})
+            _drive(agent, {"messages": [("user", args.question)]}, config, _approver(args))
             return 0
     finally:
         service.stop()
@@ -256,7 +273,8 @@ def run_real_model(args: argparse.Namespace) -> int:
     with _search_url(args, credentials) as search_url, open_store(args.db) as store:
         agent = _agent_from_spec(spec, args, search_url, store, credentials)
         print(f"thread {thread}  ({store.where}; model {spec['ironloop_model']})")
-        answer = _stream(agent, {"messages": [("user", args.question)]}, _config(thread, spec), tokens=args.stream)
+        state_in = {"messages": [("user", args.question)]}
+        answer = _drive(agent, state_in, _config(thread, spec), _approver(args), tokens=args.stream)
         print(answer if answer is not None else "")
     return 0
 
@@ -283,7 +301,7 @@ def resume_thread(args: argparse.Namespace) -> int:
             return 0
         else:
             print(f"thread {args.thread}: resuming from checkpoint {latest.config['configurable']['checkpoint_id']}")
-        answer = _stream(agent, None, config, tokens=getattr(args, "stream", False))
+        answer = _drive(agent, None, config, _approver(args), tokens=getattr(args, "stream", False))
         if spec[AGENT_KEY] != "demo":
             print(answer if answer is not None else "")
     return 0
@@ -293,14 +311,79 @@ def _config(thread: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread}, "metadata": dict(spec)}
 
 
-def _stream(agent: Any, state_in: Any, config: dict[str, Any], *, tokens: bool = False) -> str | None:
-    """Run to the end printing the trajectory; failures become one-line errors that say how to resume."""
+def _approver(args: argparse.Namespace) -> Any:
+    """Who answers approval requests: the flags given, else the terminal, else nobody (the run pauses)."""
+    from graph.approver import FixedApprover, PauseApprover, TerminalApprover, who
+    from tools.approval import Approve, Edit, Reject
+
+    if getattr(args, "approve_all", False):
+        return FixedApprover(Approve(by=who("--approve-all")))
+    if getattr(args, "deny_all", False):
+        return FixedApprover(Reject("denied by --deny-all (non-interactive run)", by=who("--deny-all")))
+    if getattr(args, "approve", False):
+        return FixedApprover(Approve(by=who("ironloop resume --approve")))
+    if getattr(args, "reject", None) is not None:
+        return FixedApprover(Reject(args.reject, by=who("ironloop resume --reject")))
+    if getattr(args, "edit", None) is not None:
+        try:
+            edited = json.loads(args.edit)
+        except ValueError:
+            edited = None
+        if not isinstance(edited, dict):
+            raise CommandError(f"--edit takes the new arguments as a JSON object, got {args.edit!r}", EXIT_USAGE)
+        return FixedApprover(Edit(edited, by=who("ironloop resume --edit")))
+    if sys.stdin is not None and sys.stdin.isatty():
+        return TerminalApprover()
+    return PauseApprover()
+
+
+def _drive(agent: Any, state_in: Any, config: dict[str, Any], approver: Any, *, tokens: bool = False) -> str | None:
+    """Run to the end, answering approval requests with ``approver``; if it answers none, stop with the thread
+    paused (`EXIT_PAUSED`) and say how to decide from any process."""
+    from graph.threads import pending_approvals
+
+    printer = TrajectoryPrinter(tokens=tokens)
+    if state_in is None and (waiting := pending_approvals(agent.get_state(config))):
+        state_in = _decisions(approver, waiting, config, printer)
+    while True:
+        _stream(agent, state_in, config, printer)
+        waiting = pending_approvals(agent.get_state(config))
+        if not waiting:
+            printer.finish()
+            return printer.answer
+        state_in = _decisions(approver, waiting, config, printer)
+
+
+def _decisions(approver: Any, waiting: list[Any], config: dict[str, Any], printer: TrajectoryPrinter) -> Any:
+    from langgraph.types import Command
+
+    from graph.approver import describe_request
+
+    printer.finish_line()
+    answers = approver.decide(waiting)
+    if answers is None:
+        printer.finish()
+        thread = config["configurable"]["thread_id"]
+        calls = "; ".join(
+            f"{describe_request(i.value)}: {i.value.get('reason')}"
+            + (f" (refused: {i.value['problem']})" if i.value.get("problem") else "")
+            for i in waiting
+        )
+        raise CommandError(
+            f"thread {thread} is waiting for approval of {calls} Decide from any process: "
+            f"`ironloop resume {thread} --approve` or `ironloop resume {thread} --reject REASON`",
+            EXIT_PAUSED,
+        )
+    return Command(resume=answers)
+
+
+def _stream(agent: Any, state_in: Any, config: dict[str, Any], printer: TrajectoryPrinter) -> None:
+    """One pass of the graph, printing the trajectory; failures become one-line errors that say how to resume."""
     from checkpoints.errors import CheckpointStoreError
     from graph.model_call import ModelUnavailableError
 
     thread = config["configurable"]["thread_id"]
-    printer = TrajectoryPrinter(tokens=tokens)
-    modes = ["updates", "custom", "messages"] if tokens else ["updates", "custom"]
+    modes = ["updates", "custom", "messages"] if printer.tokens else ["updates", "custom"]
     try:
         for mode, chunk in agent.stream(state_in, config, stream_mode=modes, durability="sync"):
             printer.feed(mode, chunk)
@@ -310,8 +393,6 @@ def _stream(agent: Any, state_in: Any, config: dict[str, Any], *, tokens: bool =
     except KeyboardInterrupt:
         printer.finish()
         raise CommandError(f"interrupted; `ironloop resume {thread}` continues the thread", 130) from None
-    printer.finish()
-    return printer.answer
 
 
 @contextlib.contextmanager
@@ -385,8 +466,9 @@ def _chat_openai(model_name: str | None, endpoint: Endpoint) -> Any:
 
 
 def list_threads(args: argparse.Namespace) -> int:
+    from graph.approver import describe_request
     from graph.demo import build_demo_agent
-    from graph.threads import failure_of, recent_threads, status_of
+    from graph.threads import failure_of, pending_approvals, recent_threads, status_of
 
     with open_store(args.db) as store:
         agent = build_demo_agent("http://127.0.0.1:9", checkpointer=store.saver)  # structure only: nothing runs
@@ -398,7 +480,7 @@ def list_threads(args: argparse.Namespace) -> int:
         for row in rows:
             snapshot = agent.get_state({"configurable": {"thread_id": row.thread_id}})
             status = status_of(snapshot)
-            failure = failure_of(snapshot)
+            failure = failure_of(snapshot) or "; ".join(describe_request(i.value) for i in pending_approvals(snapshot))
             step = (snapshot.metadata or {}).get("step", "-")
             line = f"{row.thread_id:<24} {_when(row.created_at)} {_when(row.updated_at)} {step:>5}  {status}"
             print(line + (f" ({failure[:80]})" if failure else ""))
@@ -422,16 +504,17 @@ def show_history(args: argparse.Namespace) -> int:
 
 
 def show_report(args: argparse.Namespace) -> int:
-    from checkpoints.report import format_report, tool_report
+    from checkpoints.report import approval_log, format_approvals, format_report, tool_report
 
     since = _parse_since(args.since) if args.since else None
+    read, show = (approval_log, format_approvals) if args.approvals else (tool_report, format_report)
     with open_store(args.db) as store:
         store.ledger.flush()
-        rows = tool_report(store.saver.engine, since=since, thread_id=args.thread)
+        rows = read(store.saver.engine, since=since, thread_id=args.thread)
     if args.json_out:
         print(json.dumps([r.as_dict() for r in rows], indent=2, default=str))
     else:
-        print(format_report(rows))
+        print(show(rows))
     return 0
 
 

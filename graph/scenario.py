@@ -29,7 +29,10 @@ HELP = (
 )
 
 _CHARGE = re.compile(r"\b(?P<customer>cus_\w+)\s+\$(?P<dollars>\d+)(?:\.(?P<cents>\d{2}))?")
-_CHARGED = re.compile(r"^Charged (?P<customer>\S+) (?P<amount>\d+) cents: charge (?P<charge>\S+) succeeded\.$")
+_CHARGED = re.compile(
+    r"^Charged (?P<customer>\S+) (?P<amount>\d+) cents: charge (?P<charge>\S+) succeeded\.$", re.MULTILINE
+)
+"""A charge's observation: its first line (a human's edit adds a note below it)."""
 
 
 def charges_in(question: str) -> list[tuple[str, int]]:

@@ -2,7 +2,9 @@
 
 `InputState` is what callers pass (``{"messages": [...]}``); `AgentState` adds what the graph manages
 itself. Everything else an observer needs (turns taken, attempts, outcomes) is derived from the messages and
-their metadata, so it survives checkpoints with nothing extra to keep in sync.
+their metadata, so it survives checkpoints with nothing extra to keep in sync. The one exception is
+``untrusted_sources``: whether the thread has read untrusted tool output must not be lost when messages are
+trimmed or rewritten, so it is a channel of its own whose reducer only ever adds.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 from typing_extensions import TypedDict
 
+from tools.approval import merge_sources
+
 
 class InputState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
@@ -23,6 +27,9 @@ class InputState(TypedDict):
 class AgentState(InputState):
     remaining_steps: RemainingSteps
     """Supersteps left before LangGraph's recursion limit; the agent stops gracefully well before it."""
+    untrusted_sources: Annotated[list[str], merge_sources]
+    """Tools with ``untrusted_output`` whose output the thread has read: from then on, side-effect calls need a
+    human's approval (``ToolPolicy(approval="on_untrusted")``)."""
 
 
 def current_run(messages: list[AnyMessage]) -> list[AnyMessage]:

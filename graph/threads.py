@@ -1,8 +1,8 @@
 """Reading threads back: status, history, pending tool calls (``ironloop threads`` / ``history``).
 
 Status comes from LangGraph's own view of the latest checkpoint (`StateSnapshot`): nothing left to run is
-*finished*; a task that raised is *failed*; anything else left to run (a crash, Ctrl-C, a lost database, an
-interrupt) is *interrupted* and can be resumed.
+*finished*; a task that raised is *failed*; a call paused for a human's decision is *waiting for approval*;
+anything else left to run (a crash, Ctrl-C, a lost database) is *interrupted* and can be resumed.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
-from langgraph.types import StateSnapshot
+from langgraph.types import Interrupt, StateSnapshot
 from sqlalchemy import Engine, func, select
 
 from checkpoints.schema import checkpoints
+from tools.approval import is_approval_request
 
 FINISHED, INTERRUPTED, FAILED, NOT_STARTED = "finished", "interrupted", "failed", "not started"
+WAITING_FOR_APPROVAL = "waiting for approval"
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,14 @@ def status_of(snapshot: StateSnapshot) -> str:
         return FINISHED
     if any(task.error for task in snapshot.tasks):
         return FAILED
+    if pending_approvals(snapshot):
+        return WAITING_FOR_APPROVAL
     return INTERRUPTED
+
+
+def pending_approvals(snapshot: StateSnapshot) -> list[Interrupt]:
+    """The approval requests the thread is paused on (one per waiting call)."""
+    return [i for i in snapshot.interrupts if is_approval_request(i.value)]
 
 
 def failure_of(snapshot: StateSnapshot) -> str | None:

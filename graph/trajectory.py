@@ -44,6 +44,10 @@ class TrajectoryPrinter:
             self.out.write(message.content)
             self.out.flush()
 
+    def finish_line(self) -> None:
+        """End a line of streamed tokens (before something else writes to the terminal)."""
+        self._end_line()
+
     def _end_line(self) -> None:
         if self._mid_line:
             self.out.write("\n")
@@ -86,6 +90,14 @@ class TrajectoryPrinter:
             self._print(
                 f"        model {event['model']} gave up after {event['attempts']} attempt(s): {event['error']}"
             )
+        elif kind == "tool_approval":
+            verb = {"approve": "APPROVED", "reject": "REJECTED", "edit": "EDITED"}.get(event.get("action"), "?")
+            line = f"        {call}  {verb} by {event.get('by') or 'a human'}"
+            if event.get("args") is not None:
+                line += f": args {_args(event['args'])}"
+            if event.get("reason"):
+                line += f": {event['reason']}"
+            self._print(line)
         elif kind == "tool_call":
             outcome = event["outcome"]
             line = f"        {call}  {outcome.upper()} after {event['attempts']} attempt(s), {event['ms']:.0f} ms"

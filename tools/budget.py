@@ -33,6 +33,8 @@ class RunBudget:
     config: TaskBudget
     started_at: float = field(default_factory=time.monotonic)
     retries_used: int = 0
+    paused_at: float | None = None
+    """Set while a call of the task waits for a human: that wait does not count against the deadline."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -42,6 +44,19 @@ class RunBudget:
     def expired(self) -> bool:
         deadline = self.deadline_at
         return deadline is not None and time.monotonic() >= deadline
+
+    def pause(self) -> None:
+        """A call is waiting for a human's approval: stop the clock (parallel waits overlap; one pause)."""
+        with self._lock:
+            if self.paused_at is None:
+                self.paused_at = time.monotonic()
+
+    def unpause(self) -> None:
+        """The human answered: the deadline moves by the time spent waiting."""
+        with self._lock:
+            if self.paused_at is not None:
+                self.started_at += time.monotonic() - self.paused_at
+                self.paused_at = None
 
     def take_retry(self) -> bool:
         """Spend one retry if any is left."""

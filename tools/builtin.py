@@ -32,6 +32,7 @@ SEARCH_POLICY = ToolPolicy(
     backoff_max_s=0.05,
     jitter=0.5,
     deadline_s=5.0,
+    untrusted_output=True,
 )
 """A read-only lookup: retried freely and fast, hedged when slow. The service answers in a millisecond or two
 when healthy, so a try still silent after 20 ms is raced by a second one, and at 40 ms by a third (with 15 % slow
@@ -40,7 +41,7 @@ is abandoned for a fresh one; each attempt after a timed-out one waits twice as 
 hedges at 20, 40, 80 ms...), while a fast 503 keeps the next try short. A fixed 100 ms timeout was measured to
 collapse under load: 10 tasks at once on 2 cores shared with 8 busy processes slowed answers past it, every
 attempt was abandoned and retries fed the load (0 % success, a retry storm); with the growing timeout the same
-run succeeds."""
+run succeeds. Its results are text from the web: untrusted output."""
 
 CALC_POLICY = ToolPolicy(timeout_s=2.0, max_attempts=1, deadline_s=2.0)
 """Local and deterministic: a failure will not go away by retrying."""
@@ -57,7 +58,10 @@ CHARGE_POLICY = ToolPolicy(
 )
 """A payment: exactly once. The payments service deduplicates by Idempotency-Key, so even an attempt whose
 answer was lost is retried safely with the same key. Authenticates with ``api_key`` when one is configured
-(``$IRONLOOP_TOOL_CHARGE_CARD_API_KEY``); the bundled payments service asks for none unless started with one."""
+(``$IRONLOOP_TOOL_CHARGE_CARD_API_KEY``); the bundled payments service asks for none unless started with one.
+
+Being a side effect, it waits for a human's approval once untrusted output (a search result) has entered the
+thread (``approval="on_untrusted"``, the default)."""
 
 BUILTIN_POLICIES: dict[str, ToolPolicy] = {"search": SEARCH_POLICY, "calc": CALC_POLICY, "charge_card": CHARGE_POLICY}
 

@@ -3,7 +3,8 @@
 A policy is a frozen value (like Temporal's ``RetryPolicy``): validated once, shared freely, changed with
 `CallPolicy.but`. It turns itself into a tenacity controller built from the small strategies in
 `tools.strategies`; the runtimes (`tools.runner` for tools, `graph.model_call` for the model) own the loop.
-`ToolPolicy` adds the fallback and the side-effect flag to the retry settings every call shares.
+`ToolPolicy` adds the fallback, the side-effect flag, human approval and output trust to the retry settings every
+call shares.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Self
 from langgraph.errors import GraphBubbleUp
 from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt
 
+from tools.approval import APPROVAL_MODES, ApprovalMode
 from tools.circuit import CircuitBreaker
 from tools.errors import is_transient
 from tools.idempotency import Reconcile
@@ -164,6 +166,18 @@ class ToolPolicy(CallPolicy):
     parameter of that name annotated ``Annotated[Secret, InjectedToolArg]``, from ``$IRONLOOP_TOOL_<TOOL>_<NAME>``
     or the config file. A tool is given nothing it does not list, and never another tool's secrets."""
 
+    approval: ApprovalMode | None = None
+    """When a call waits for a human's decision before it runs (`tools.approval`): ``"never"``, ``"always"``, or
+    ``"on_untrusted"`` (once untrusted output has entered the thread). ``None``: ``"on_untrusted"`` for
+    ``side_effect`` tools, ``"never"`` for others. The model cannot change it."""
+
+    requires_approval: bool = False
+    """Shorthand for ``approval="always"``."""
+
+    untrusted_output: bool = False
+    """The tool returns text from outside (web pages, search results, e-mails): the model gets it as delimited
+    data, and the thread is marked as having read untrusted input (see ``approval="on_untrusted"``)."""
+
     @property
     def has_fallback(self) -> bool:
         return self.fallback is not None
@@ -182,6 +196,19 @@ class ToolPolicy(CallPolicy):
                 raise ValueError(f"hedge_after_s must be positive, got {self.hedge_after_s}")
         if self.hedges < 1:
             raise ValueError(f"hedges must be at least 1, got {self.hedges}")
+        if self.approval is not None and self.approval not in APPROVAL_MODES:
+            raise ValueError(f"approval must be one of {', '.join(APPROVAL_MODES)} or None, got {self.approval!r}")
+        if self.requires_approval and self.approval not in (None, "always"):
+            raise ValueError(f"requires_approval=True means approval='always', not {self.approval!r}")
+
+    @property
+    def approval_mode(self) -> ApprovalMode:
+        """The approval strategy in force, defaults resolved."""
+        if self.requires_approval:
+            return "always"
+        if self.approval is not None:
+            return self.approval
+        return "on_untrusted" if self.side_effect else "never"
 
     def hedge_delay(self, timed_out: int = 0) -> float | None:
         """When to hedge an attempt after ``timed_out`` timed-out ones: ``hedge_after_s``, grown like the timeout."""

@@ -26,6 +26,8 @@ class CallOutcome(StrEnum):
     """Never dispatched: unknown tool, arguments not JSON or off-schema, repeated, turn budget spent."""
     UNKNOWN = "unknown"
     """A side effect whose outcome could not be learned: it may have happened; it was not repeated."""
+    DENIED = "denied"
+    """A human rejected the call when asked for approval: it was not run."""
 
 
 @dataclass(slots=True)
@@ -72,6 +74,8 @@ class CallRecord:
     ms: float = 0.0
     idempotency_key: str | None = None
     """Set for side-effect calls."""
+    approval: dict[str, Any] | None = None
+    """Set for calls that waited for a human: the decision (`tools.approval.ApprovalRecord.as_metadata`)."""
 
     def as_metadata(self) -> dict[str, Any]:
         """The dict stored on the ToolMessage (JSON-safe, so it survives checkpoints)."""
@@ -85,6 +89,8 @@ class CallRecord:
             data["reason"] = self.reason
         if self.idempotency_key:
             data["idempotency_key"] = self.idempotency_key
+        if self.approval:
+            data["approval"] = self.approval
         return data
 
 

@@ -9,11 +9,16 @@ LangGraph's interrupts and cancellation pass through.
 Credentials (`tools.credentials`): a tool whose policy lists ``credentials`` gets them per call through
 `credential_args` (the ``tools`` node injects them), and every known secret is scrubbed from what any tool
 hands back (`tools.redaction`) before anything records or shows it.
+
+Before any of that, a call whose policy asks for a human's approval waits for it (`tools.approval`): a rejected
+call never reaches the exactly-once ledger, the rate limiter or the tool. After it, the output of a tool with
+``untrusted_output`` is handed to the model as delimited data, and the thread is marked as having read it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -22,11 +27,20 @@ from typing import Any
 
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.errors import GraphBubbleUp
+from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command, StreamWriter
 from tenacity import RetryCallState, retry_if_exception
 
+from tools.approval import (
+    ApprovalListener,
+    ApprovalRecord,
+    ArgsCheck,
+    Decision,
+    approval_reason,
+    ask,
+    wrap_untrusted,
+)
 from tools.budget import Budgets, RunBudget, stop_when_budget_spent, task_key
 from tools.circuit import Circuit, CircuitOpenError, CircuitState
 from tools.credentials import Credentials, CredentialsConfigError, Secret
@@ -62,6 +76,8 @@ class ToolCallRunner:
         rng: random.Random | None = None,
         credentials: Credentials | None = None,
         credential_needs: Mapping[str, Mapping[str, bool]] | None = None,
+        check_args: ArgsCheck | None = None,
+        args_schemas: Mapping[str, dict[str, Any]] | None = None,
     ):
         self.policies = dict(policies or {})
         self.default_policy = default_policy or DEFAULT_POLICY
@@ -117,6 +133,11 @@ class ToolCallRunner:
 
         return scrubbed
 
+        self.check_args = check_args
+        """Checks a human's edited arguments like a model's (`tools.validation.ToolCatalog.check`)."""
+        self.args_schemas = dict(args_schemas or {})
+        """Each tool's argument schema, shown in approval requests so an edit can follow it."""
+
     def policy_for(self, tool_name: str) -> ToolPolicy:
         return self.policies.get(tool_name, self.default_policy)
 
@@ -133,19 +154,86 @@ class ToolCallRunner:
 
         record = self._new_record(call, request.runtime.config)
         policy = self.policy_for(call["name"])
+        writer = request.runtime.stream_writer
+        decision = self.approve(request, policy, record)  # raises GraphInterrupt until a human answers
+        if decision is not None and decision.action == "reject":
+            return self._finish(writer, record, self._denied(call, record, decision))
+        if decision is not None and decision.action == "edit":
+            request = request.override(tool_call={**call, "args": decision.args})
         if self.credential_needs:
             try:
                 self.credential_args(call["name"])  # a missing credential fails the call before it starts
             except (PermanentToolError, CredentialsConfigError) as error:
                 message = self.failure_message(call, policy, record, PermanentToolError(str(error)))
-                return self._finish(request.runtime.stream_writer, record, message)
+                return self._finish(writer, record, message)
             if self.credentials:
                 execute = self._scrubbing(execute)
         if policy.side_effect:
             message = await self.exactly_once.call(self, request, execute, policy, record)
         else:
             message = await self.call(request, execute, policy, record)
-        return self._finish(request.runtime.stream_writer, record, message)
+        if decision is not None and decision.action == "edit" and isinstance(message, ToolMessage):
+            note = f"[a human edited the arguments before this call ran: {json.dumps(decision.args, default=str)}]"
+            message.content = f"{message.content}\n{note}" if isinstance(message.content, str) else message.content
+        if policy.untrusted_output and record.outcome == CallOutcome.OK and isinstance(message, ToolMessage):
+            if isinstance(message.content, str):
+                message.content = wrap_untrusted(call["name"], message.content)
+            finished = self._finish(writer, record, message)
+            return Command(update={"messages": [finished], "untrusted_sources": [call["name"]]})
+        return self._finish(writer, record, message)
+
+    def approve(self, request: ToolCallRequest, policy: ToolPolicy, record: CallRecord) -> Decision | None:
+        """A human's decision on this call if its policy asks for one now (``None`` if not), recorded."""
+        call = request.tool_call
+        state = request.state if isinstance(request.state, dict) else {}
+        mode = policy.approval_mode
+        reason = approval_reason(call["name"], mode, state.get("untrusted_sources") or ())
+        if reason is None:
+            return None
+        budget = self.task_budget(request)
+        try:
+            decision = ask(call, reason, check=self.check_args, schema=self.args_schemas.get(call["name"]))
+        except GraphInterrupt:
+            if budget is not None:
+                budget.pause()
+            raise
+        if budget is not None:
+            budget.unpause()
+        approval = ApprovalRecord(
+            tool=call["name"],
+            tool_call_id=call["id"],
+            thread_id=record.thread_id,
+            checkpoint_ns=record.checkpoint_ns,
+            decision=decision,
+            reason_asked=reason,
+            mode=mode,
+            args=dict(call["args"]),
+        )
+        record.approval = approval.as_metadata()
+        for listener in self.listeners:
+            if isinstance(listener, ApprovalListener):
+                listener.on_approval(approval)
+        _emit(
+            request.runtime.stream_writer,
+            {"event": "tool_approval", "tool": call["name"], "tool_call_id": call["id"], **decision.as_dict()},
+        )
+        return decision
+
+    @staticmethod
+    def _denied(call: Mapping[str, Any], record: CallRecord, decision: Decision) -> ToolMessage:
+        """The observation of a call a human rejected: their reason, for the model to act on."""
+        who = f" ({decision.by})" if decision.by else ""
+        reason = decision.reason or "no reason given"
+        record.outcome, record.reason = CallOutcome.DENIED, f"rejected by a human{who}: {reason}"
+        return ToolMessage(
+            content=(
+                f"Not run: a human{who} rejected this {call['name']} call when asked to approve it. Reason: {reason}. "
+                "Do not retry it unchanged; tell the user, or take another approach."
+            ),
+            name=call["name"],
+            tool_call_id=call["id"],
+            status="error",
+        )
 
     async def call(
         self, request: ToolCallRequest, execute: Execute, policy: ToolPolicy, record: CallRecord
