@@ -94,6 +94,10 @@ class ToolCallRunner:
         self.credential_needs = {tool: dict(needs) for tool, needs in (credential_needs or {}).items() if needs}
         """tool → {credential name → required}: what each tool is granted (`tools.credentials.check_grants`)."""
         self._credentials = credentials
+        self.check_args = check_args
+        """Checks a human's edited arguments like a model's (`tools.validation.ToolCatalog.check`)."""
+        self.args_schemas = dict(args_schemas or {})
+        """Each tool's argument schema, shown in approval requests so an edit can follow it."""
 
     @property
     def credentials(self) -> Credentials:
@@ -132,11 +136,6 @@ class ToolCallRunner:
             return scrub_message(result, redact)
 
         return scrubbed
-
-        self.check_args = check_args
-        """Checks a human's edited arguments like a model's (`tools.validation.ToolCatalog.check`)."""
-        self.args_schemas = dict(args_schemas or {})
-        """Each tool's argument schema, shown in approval requests so an edit can follow it."""
 
     def policy_for(self, tool_name: str) -> ToolPolicy:
         return self.policies.get(tool_name, self.default_policy)
