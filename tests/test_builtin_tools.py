@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import httpx2
 import pytest
 
 from tools.builtin import make_search_tool
@@ -67,7 +68,7 @@ def test_search_tool_translates_faults() -> None:
         (FaultProfile("all-503", ((Fault.HTTP_503, 1.0),)), TransientToolError),
         (FaultProfile("all-429", ((Fault.HTTP_429, 1.0),), retry_after_s=2), TransientToolError),
         (FaultProfile("all-bad", ((Fault.MALFORMED, 1.0),)), TransientToolError),
-        (FaultProfile("all-reset", ((Fault.RESET, 1.0),)), httpx.RemoteProtocolError),
+        (FaultProfile("all-reset", ((Fault.RESET, 1.0),)), httpx2.RemoteProtocolError),
         (FaultProfile("all-outage", (), outage=(0.0, 60.0)), TransientToolError),
     ]:
         with ServiceThread(search_app.create_search_app(FaultInjector(profile))) as service:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import httpx
+import httpx2
 from langchain_core.tools import BaseTool, InjectedToolArg, StructuredTool
 
 from tools.calc import evaluate, format_number
@@ -78,7 +78,7 @@ def make_search_tool(url: str | Callable[[], str] | None = None, *, http_timeout
     ``$IRONLOOP_SEARCH_URL``, else the bundled local services, started on first use.
     """
     base_url_of = _resolver(url, SEARCH_URL_ENV)
-    clients = LoopClients(timeout=httpx.Timeout(http_timeout_s, connect=min(5.0, http_timeout_s)))
+    clients = LoopClients(timeout=httpx2.Timeout(http_timeout_s, connect=min(5.0, http_timeout_s)))
 
     async def search(query: str) -> str:
         """Search the web for a short factual answer, e.g. "Paris population"."""
@@ -106,7 +106,7 @@ def make_charge_tool(
     benchmark gives it to the stock agents): every retry is a new charge.
     """
     base_url_of = _resolver(url, PAYMENTS_URL_ENV)
-    clients = LoopClients(timeout=httpx.Timeout(http_timeout_s, connect=min(5.0, http_timeout_s)))
+    clients = LoopClients(timeout=httpx2.Timeout(http_timeout_s, connect=min(5.0, http_timeout_s)))
 
     async def charge_card(
         customer_id: str, amount_cents: int, api_key: Annotated[Secret | None, InjectedToolArg] = None
@@ -146,7 +146,7 @@ def charge_reconciler(url: str | Callable[[], str] | None = None, *, api_key: Se
     headers = {"Authorization": f"Bearer {api_key.reveal()}"} if api_key is not None else {}
 
     async def reconcile(key: str, args: dict[str, Any]) -> Reconciliation:
-        async with httpx.AsyncClient(timeout=10.0, verify=tls_context(), headers=headers) as client:
+        async with httpx2.AsyncClient(timeout=10.0, verify=tls_context(), headers=headers) as client:
             response = await client.get(f"{await base_url_of()}/charges/{key}")
         if response.status_code == 404:
             return Reconciliation(Reconciled.NOT_HAPPENED)

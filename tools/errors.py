@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
+import httpx2
 import openai
 
 TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -59,6 +60,21 @@ class InvalidToolCallError(PermanentToolError):
     """The model's call cannot be dispatched: unknown tool, arguments that are not JSON or off-schema."""
 
 
+TRANSIENT_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = tuple(
+    error for lib in (httpx, httpx2) for error in (lib.TimeoutException, lib.NetworkError, lib.RemoteProtocolError)
+)
+"""Transport failures of either httpx (a user's tool) or httpx2 (ours): worth another attempt."""
+
+NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx2.ConnectError,
+    httpx2.ConnectTimeout,
+    ConnectionRefusedError,
+)
+"""Failures before the request left: it cannot have had an effect."""
+
+
 def status_code_of(exc: BaseException) -> int | None:
     """The HTTP status an error carries, whichever library raised it (httpx, requests, openai, ours)."""
     status = getattr(exc, "status_code", None)
@@ -75,7 +91,7 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, TimeoutError | ConnectionError):
         return True
-    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
+    if isinstance(exc, TRANSIENT_TRANSPORT_ERRORS):
         return True
     if isinstance(exc, openai.APIConnectionError):  # the OpenAI SDK's wrapper of transport errors and timeouts
         return True
@@ -92,7 +108,7 @@ def surely_not_applied(exc: BaseException) -> bool:
     said it did not process it. Timeouts, resets and other 5xx leave the outcome unknown."""
     if isinstance(exc, PermanentToolError | InvalidToolCallError):
         return True
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | ConnectionRefusedError):
+    if isinstance(exc, NOT_SENT_ERRORS):
         return True
     return status_code_of(exc) in NOT_APPLIED_HTTP_STATUSES
 
@@ -145,7 +161,9 @@ def error_class(exc: BaseException) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-def raise_for_status(response: httpx.Response, *, what: str, redact: Callable[[str], str] | None = None) -> None:
+def raise_for_status(
+    response: httpx.Response | httpx2.Response, *, what: str, redact: Callable[[str], str] | None = None
+) -> None:
     """Translate an HTTP error status into the tree above, keeping the response for `retry_after_of`.
 
     ``redact`` cleans the error body's text before it is shortened (a service may echo a credential, and a
@@ -164,7 +182,7 @@ def raise_for_status(response: httpx.Response, *, what: str, redact: Callable[[s
     raise PermanentToolError(message, status_code=status)
 
 
-def _error_detail(response: httpx.Response, redact: Callable[[str], str]) -> str:
+def _error_detail(response: httpx.Response | httpx2.Response, redact: Callable[[str], str]) -> str:
     """The short reason an error body gives: its JSON ``error``/``message``/``detail`` field, or its text."""
     try:
         body = response.json()
