@@ -27,7 +27,7 @@ SEARCH_POLICY = ToolPolicy(
     timeout_growth=2.0,
     hedge_after_s=0.02,
     hedges=2,
-    max_attempts=16,
+    max_attempts=40,
     backoff_initial_s=0.002,
     backoff_max_s=0.05,
     jitter=0.5,
@@ -41,7 +41,9 @@ is abandoned for a fresh one; each attempt after a timed-out one waits twice as 
 hedges at 20, 40, 80 ms...), while a fast 503 keeps the next try short. A fixed 100 ms timeout was measured to
 collapse under load: 10 tasks at once on 2 cores shared with 8 busy processes slowed answers past it, every
 attempt was abandoned and retries fed the load (0 % success, a retry storm); with the growing timeout the same
-run succeeds. Its results are text from the web: untrusted output."""
+run succeeds. Up to 40 attempts, at most 50 ms apart, ride out a service down for about 2 s (16 gave up after
+0.8 s: 97.6 % of `outage` tasks succeeded, 99.0 % with 40); the task's retry budget still caps the total. Its
+results are text from the web: untrusted output."""
 
 CALC_POLICY = ToolPolicy(timeout_s=2.0, max_attempts=1, deadline_s=2.0)
 """Local and deterministic: a failure will not go away by retrying."""
