@@ -10,6 +10,8 @@ from typing import Any, TextIO
 
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
+from tools.approval import unwrap_untrusted
+
 
 class TrajectoryPrinter:
     """Prints stream items as lines; with ``tokens``, also the model's text as it is generated."""
@@ -67,7 +69,11 @@ class TrajectoryPrinter:
                 self.answer = str(message.content)
                 self._print(f"turn {self.turn}  model → answer")
         elif isinstance(message, ToolMessage):
-            text = " ".join(str(message.content).split())
+            content = str(message.content)
+            untrusted = unwrap_untrusted(content)
+            if untrusted is not None:
+                content = f"[untrusted {untrusted[0]} output] {untrusted[1]}"
+            text = " ".join(content.split())
             self._print(f"        {message.name} ⇒ {text}")
 
     def _event(self, event: dict[str, Any]) -> None:

@@ -246,6 +246,16 @@ def wrap_untrusted(source: str, text: str) -> str:
     )
 
 
+_BLOCK = re.compile(r'\A.*\n<untrusted-data source="([^"]*)">\n(.*)\n</untrusted-data>\Z', re.DOTALL)
+
+
+def unwrap_untrusted(text: str) -> tuple[str, str] | None:
+    """``(source, body)`` of a text made by `wrap_untrusted` (for display: a person reads the data, not the
+    preamble), else ``None``."""
+    match = _BLOCK.match(text)
+    return (match.group(1), match.group(2)) if match else None
+
+
 def _attribute(text: str) -> str:
     return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
 
