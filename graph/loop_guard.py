@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
 
 from graph.state import current_run
+from tools.approval import unwrap_untrusted, wrap_untrusted
 from tools.records import was_rejected
 from tools.validation import Rejection
 
@@ -45,12 +46,22 @@ def refuse_repeats(
                 "task. Repeating it will not change the result: use what you have, change the arguments, or answer."
             )
             if previous:
-                note += f" Last result: {previous[:500]}"
+                note += f" Last result: {quote_result(previous)}"
             refused.append(Rejection(call["id"] or "", call["name"], note))
         else:
             allowed.append(call)
         seen[key] += 1
     return allowed, refused
+
+
+def quote_result(result: str, limit: int = 500) -> str:
+    """The start of an earlier result, to quote it back. Untrusted output stays inside its delimiters even when
+    cut: cutting the wrapped text could drop the closing tag and leave the data speaking as the runtime."""
+    untrusted = unwrap_untrusted(result)
+    if untrusted is None:
+        return result[:limit]
+    source, body = untrusted
+    return wrap_untrusted(source, body[:limit])
 
 
 def _last_results(messages: Sequence[AnyMessage]) -> dict[tuple[str, str], str]:
