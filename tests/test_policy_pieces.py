@@ -138,44 +138,19 @@ def test_a_failed_probe_opens_the_circuit_again() -> None:
     assert len(executions) == 2
 
 
-def test_hedge_races_a_slow_first_try_and_cancels_the_loser() -> None:
-    tries = []
-    cancelled = []
-
-    @tool
-    async def lookup(q: str) -> str:
-        """First try stalls, later ones answer."""
-        n = len(tries)
-        tries.append(n)
-        if n == 0:
-            try:
-                await asyncio.sleep(5)
-            except asyncio.CancelledError:
-                cancelled.append(n)
-                raise
-        return f"answer from try {n}"
-
-    c = call("lookup", q="x")
-    policy = FAST.but(hedge_after_s=0.05)
-    started = time.monotonic()
-    seen = observations(run(build_agent(replay_model(turn(c)), [lookup], policies={"lookup": policy})))[c["id"]]
-    assert time.monotonic() - started < 3
-    assert seen.content == "answer from try 1"
-    assert record(seen)["attempts"][0]["hedge"] == "hedge"
-    time.sleep(0.05)
-    assert cancelled == [0]
-
-
-def test_a_second_hedge_races_when_the_first_is_slow_too() -> None:
+@pytest.mark.parametrize(("hedges", "winner"), [(1, "hedge"), (2, "hedge 2")])
+def test_hedges_race_slow_tries_and_cancel_the_losers(hedges: int, winner: str) -> None:
+    """The first ``hedges`` tries stall; the last hedge answers within the one attempt, and the stalled tries
+    are cancelled."""
     tries: list[int] = []
     cancelled: list[int] = []
 
     @tool
     async def lookup(q: str) -> str:
-        """The first two tries stall, the third answers."""
+        """The first tries stall, the last one answers."""
         n = len(tries)
         tries.append(n)
-        if n < 2:
+        if n < hedges:
             try:
                 await asyncio.sleep(5)
             except asyncio.CancelledError:
@@ -184,13 +159,18 @@ def test_a_second_hedge_races_when_the_first_is_slow_too() -> None:
         return f"answer from try {n}"
 
     c = call("lookup", q="x")
-    policy = FAST.but(hedge_after_s=0.05, hedges=2)
+    policy = FAST.but(hedge_after_s=0.05, hedges=hedges)
+    started = time.monotonic()
     seen = observations(run(build_agent(replay_model(turn(c)), [lookup], policies={"lookup": policy})))[c["id"]]
-    assert seen.content == "answer from try 2"
+    assert time.monotonic() - started < 3
+    assert seen.content == f"answer from try {hedges}"
     attempts = record(seen)["attempts"]
-    assert len(attempts) == 1 and attempts[0]["hedge"] == "hedge 2"
+    assert len(attempts) == 1 and attempts[0]["hedge"] == winner
     time.sleep(0.05)
-    assert tries == [0, 1, 2] and sorted(cancelled) == [0, 1]
+    assert tries == list(range(hedges + 1)) and sorted(cancelled) == list(range(hedges))
+
+
+def test_hedges_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="hedges"):
         ToolPolicy(hedge_after_s=0.05, hedges=0)
 
