@@ -12,7 +12,7 @@ import getpass
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from langgraph.types import Interrupt
@@ -46,14 +46,19 @@ class FixedApprover:
 
     decision: dict[str, Any]
     out: TextIO | None = None
+    answered: set[str] = field(default_factory=set)
+    """Tool calls this approver has answered. One asked again refused our answer: repeating it would loop, so the
+    thread is left to a person. A call refused in an earlier process (its request carries a ``problem``) is not
+    ours to give up on."""
 
     def decide(self, requests: Sequence[Interrupt]) -> dict[str, Any] | None:
-        if any(request.value.get("problem") for request in requests):
-            return None  # our answer was refused; repeating it would loop: leave the thread to a person
+        if any(request.value.get("tool_call_id") in self.answered for request in requests):
+            return None
         out = self.out or sys.stdout
         verb = {"approve": "approved", "reject": "rejected", "edit": "edited"}[self.decision["action"]]
         for request in requests:
             print(f"approval: {describe_request(request.value)} {verb} by {self.decision.get('by')}", file=out)
+        self.answered.update(str(request.value.get("tool_call_id")) for request in requests)
         return {request.id: dict(self.decision) for request in requests}
 
 

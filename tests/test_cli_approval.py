@@ -135,3 +135,17 @@ def test_terminal_reject_edit_and_approve(world) -> None:
 
     gone = at_terminal(db, "\x04", "run", QUESTION, *model)  # Ctrl-D at the prompt: paused, not hung
     assert gone.returncode == EXIT_PAUSED and len(payments.snapshot()) == 2
+
+
+def test_paused_then_edited_from_another_process(world) -> None:
+    db, model, payments = world
+    thread = thread_of(cli(db, "run", QUESTION, *model).stdout)
+    not_json = cli(db, "resume", thread, "--edit", "cus_ok 5", *model)
+    assert not_json.returncode == 2 and "JSON object" in not_json.stderr and payments.snapshot() == []
+    refused = cli(db, "resume", thread, "--edit", '{"customer_id": "cus_ok"}', *model)  # amount missing
+    assert refused.returncode == EXIT_PAUSED and payments.snapshot() == []  # still waiting, nothing charged
+    edited = cli(db, "resume", thread, "--edit", '{"customer_id": "cus_ok", "amount_cents": 5}', *model)
+    assert edited.returncode == 0, edited.stderr
+    assert [(c.customer_id, c.amount_cents) for c in payments.snapshot()] == [("cus_ok", 5)]
+    log = json.loads(cli(db, "report", "--approvals", "--json").stdout)
+    assert [r["decision"] for r in log] == ["edit"]
