@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
 
 from graph.state import current_run
-from tools.approval import unwrap_untrusted, wrap_untrusted
 from tools.records import was_rejected
+from tools.untrusted import unwrap_untrusted, wrap_untrusted
 from tools.validation import Rejection
 
 DEFAULT_LOOP_LIMIT = 3

@@ -16,7 +16,7 @@ from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 from typing_extensions import TypedDict
 
-from tools.approval import merge_sources
+from tools.untrusted import merge_sources
 
 
 class InputState(TypedDict):

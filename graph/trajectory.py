@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
-from tools.approval import unwrap_untrusted
+from tools.untrusted import unwrap_untrusted
 
 
 class TrajectoryPrinter:

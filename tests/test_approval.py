@@ -19,9 +19,10 @@ from graph.scripted_model import ScriptedChatModel
 from tests.helpers import call, observations, record, replay_model, turn
 from tests.injection import INJECTED, QUESTION, injection_services, obedient_script
 from tools import ToolPolicy
-from tools.approval import Approve, Decision, Edit, Reject, parse_decision, wrap_untrusted
+from tools.approval import Approve, Decision, Edit, Reject, parse_decision
 from tools.builtin import BUILTIN_POLICIES, builtin_tools
 from tools.idempotency import MemoryIdempotencyStore, idempotency_key_for
+from tools.untrusted import wrap_untrusted
 
 
 class Counted:

@@ -39,7 +39,6 @@ from tools.approval import (
     Decision,
     approval_reason,
     ask,
-    wrap_untrusted,
 )
 from tools.budget import Budgets, RunBudget, stop_when_budget_spent, task_key
 from tools.circuit import Circuit, CircuitOpenError, CircuitState
@@ -52,6 +51,7 @@ from tools.policy import DEFAULT_POLICY, ToolPolicy
 from tools.rate_limit import RateLimiter
 from tools.records import Attempt, AttemptOutcome, CallListener, CallOutcome, CallRecord
 from tools.redaction import scrub_exception, scrub_message
+from tools.untrusted import wrap_untrusted
 from tools.validation import Rejection
 
 Execute = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]]
