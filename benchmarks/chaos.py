@@ -52,9 +52,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import RESULTS_DIR
-from benchmarks.chaos_contenders import BUILDERS, CONTENDERS, STOCK_CONTENDERS, Progress
-from graph.demo_tasks import percentile
+from ironloop.benchmarks import RESULTS_DIR
+from ironloop.benchmarks.chaos_contenders import BUILDERS, CONTENDERS, STOCK_CONTENDERS, Progress
+from ironloop.demo.tasks import percentile
 
 DEFAULT_SEED = 7
 EXPECTED_CALLS = {"population": 3, "payment": 2}
@@ -82,7 +82,7 @@ def make_tasks(count: int, side_effect_share: float, seed: int) -> list[ChaosTas
     Payment task ``i`` charges customers ``cus_<2i>`` and ``cus_<2i+1>``, used by no other task, so each charge
     in the ledger belongs to exactly one requested charge.
     """
-    from graph.scenario import DEMO_QUESTION
+    from ironloop.demo.scenario import DEMO_QUESTION
 
     rng = random.Random(f"chaos-tasks-{seed}")
     tasks = []
@@ -151,7 +151,7 @@ def run_contender(
     before its services start: the ``outage`` profile's outage (1 s to 3 s after the start) then hits every
     contender at the same point of its run.
     """
-    from benchmarks.chaos_service import RemoteServices
+    from ironloop.benchmarks.chaos_service import RemoteServices
 
     BUILDERS[name]("http://127.0.0.1:9")  # warm-up: imports and compilation, never run
     with RemoteServices(profile, seed) as services:
@@ -225,9 +225,8 @@ def _drain(loop: asyncio.AbstractEventLoop, timeout_s: float = 5.0) -> None:
 
 
 def _record(task: ChaosTask, progress: Progress, seconds: float, end: str, error: str, contender: str) -> TaskRecord:
+    from ironloop.graph.state import current_run
     from langchain_core.messages import AIMessage
-
-    from graph.state import current_run
 
     run = current_run(list(progress.messages))
     model_calls = sum(isinstance(m, AIMessage) for m in run)
@@ -237,7 +236,7 @@ def _record(task: ChaosTask, progress: Progress, seconds: float, end: str, error
     answer = str(last.content) if end == "answer" and last is not None else ""
     record = TaskRecord(task.index, task.kind, seconds, end, model_calls, answer, error)
     if contender == "ironloop" and end == "answer":
-        from graph.demo_tasks import judge
+        from ironloop.demo.tasks import judge
 
         record.observations_ok = all(o == "ok" for o in judge(progress.messages, "", seconds).outcomes.elements())
     return record
@@ -245,8 +244,8 @@ def _record(task: ChaosTask, progress: Progress, seconds: float, end: str, error
 
 def judge_run(run: ContenderRun, tasks: Sequence[ChaosTask], charges: Sequence[tuple[str, int]]) -> None:
     """Mark each task's success and count duplicate, missing and stray charges from the payments ledger."""
-    from graph.demo_tasks import corpus_population
-    from graph.scenario import expected_answer, places_in
+    from ironloop.demo.scenario import expected_answer, places_in
+    from ironloop.demo.tasks import corpus_population
 
     by_task = {t.index: t for t in tasks}
     charged: Counter[tuple[str, int]] = Counter(charges)
@@ -558,7 +557,7 @@ def machine_facts() -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tools.services.faults import profile_named
+    from ironloop.demo.services.faults import profile_named
 
     profile_named(args.profile)  # an unknown profile fails before any work
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]

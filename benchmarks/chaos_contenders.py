@@ -25,13 +25,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ironloop.demo.scenario import demo_script
+from ironloop.demo.scripted_model import ScriptedChatModel
+from ironloop.tools.builtin import calc, make_charge_tool, make_search_tool
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, StructuredTool
-
-from graph.scenario import demo_script
-from graph.scripted_model import ScriptedChatModel
-from tools.builtin import calc, make_charge_tool, make_search_tool
 
 CONTENDERS: dict[str, str] = {
     "ironloop": "ironloop (default policies)",
@@ -138,7 +137,7 @@ class PlainLoop:
 
 
 def build_ironloop(url: str) -> Contender:
-    from graph.demo import build_demo_agent
+    from ironloop.demo.agent import build_demo_agent
 
     return GraphContender("ironloop", build_demo_agent(url))
 

@@ -27,7 +27,7 @@ class RemoteServices:
 
     def __init__(self, profile: str, seed: int):
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.chaos_service", "--profile", profile, "--seed", str(seed)],
+            [sys.executable, "-m", "ironloop.benchmarks.chaos_service", "--profile", profile, "--seed", str(seed)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from tools.services.server import start_tool_services
+    from ironloop.demo.services.server import start_tool_services
 
     services = start_tool_services(profile=args.profile, seed=args.seed)
     print(json.dumps({"url": services.url, "cpu_s": time.process_time()}), flush=True)

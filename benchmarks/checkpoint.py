@@ -27,11 +27,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ironloop.benchmarks import RESULTS_DIR
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
-
-from benchmarks import RESULTS_DIR
 
 POSTGRES = "127.0.0.1:5432"
 MEASURES = ("put", "put_writes", "get_tuple", "list", "demo_task")
@@ -119,8 +118,8 @@ def measure_list(saver: BaseCheckpointSaver, ops: int, thread: str) -> float:
 
 def measure_demo_tasks(saver: BaseCheckpointSaver | None, tasks: int, url: str, listeners: list[Any]) -> float:
     """Whole population tasks (3 model turns, 3 tool calls, sync durability) per second."""
-    from graph.demo import build_demo_agent
-    from graph.scenario import DEMO_QUESTION
+    from ironloop.demo.agent import build_demo_agent
+    from ironloop.demo.scenario import DEMO_QUESTION
 
     agent = build_demo_agent(url, checkpointer=saver, listeners=listeners)
     durability = {} if saver is None else {"durability": "sync"}  # langgraph 1.2 fails on it without a saver
@@ -135,9 +134,8 @@ def measure_demo_tasks(saver: BaseCheckpointSaver | None, tasks: int, url: str, 
 
 
 def sqlite_pair(directory: Path) -> tuple[Contender, Contender]:
+    from ironloop.checkpoints import SQLAlchemySaver
     from langgraph.checkpoint.sqlite import SqliteSaver
-
-    from checkpoints import SQLAlchemySaver
 
     path = directory / "bench.db"
     ours = SQLAlchemySaver.from_url(f"sqlite:///{path}")
@@ -168,10 +166,9 @@ def postgres_database(url: str | None) -> Iterator[str]:
 
 def postgres_pair(url: str) -> tuple[Contender, Contender]:
     import psycopg
+    from ironloop.checkpoints import SQLAlchemySaver
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.rows import dict_row
-
-    from checkpoints import SQLAlchemySaver
 
     ours = SQLAlchemySaver.from_url(url)
     connection = psycopg.connect(
@@ -209,8 +206,8 @@ def compare(pair: tuple[Contender, Contender], *, rounds: int, ops: int, tasks: 
 
 def ledger_cost(directory: Path, *, rounds: int, tasks: int, url: str) -> dict[str, Any]:
     """Demo tasks per second with our saver, without and with the attempt ledger, and with no checkpointer."""
-    from checkpoints import SQLAlchemySaver
-    from checkpoints.ledger import AttemptLedger
+    from ironloop.checkpoints import SQLAlchemySaver
+    from ironloop.checkpoints.ledger import AttemptLedger
 
     with SQLAlchemySaver.from_url(f"sqlite:///{directory / 'ledger.db'}") as saver:
         ledger = AttemptLedger(saver.engine)
@@ -242,7 +239,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tools.services.server import start_tool_services
+    from ironloop.demo.services.server import start_tool_services
 
     started = time.perf_counter()
     report: dict[str, Any] = {"benchmark": "checkpoint", "settings": vars(args) | {"out": str(args.out)}}

@@ -44,17 +44,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from benchmarks import RESULTS_DIR
+from ironloop.benchmarks import RESULTS_DIR
 
 if TYPE_CHECKING:
+    from ironloop.checkpoints import SQLAlchemySaver
+    from ironloop.demo.services.payments import Charge
+    from ironloop.demo.services.server import ToolServices
+    from ironloop.tools.idempotency import KeyStatus
     from langgraph.graph.state import CompiledStateGraph
 
-    from checkpoints import SQLAlchemySaver
-    from tools.idempotency import KeyStatus
-    from tools.services.payments import Charge
-    from tools.services.server import ToolServices
-
-ROOT = Path(__file__).resolve().parent.parent
 """The project root: the zygote imports the same code as this process."""
 
 MIXED = "mixed"
@@ -87,11 +85,11 @@ service committed and hung, right after the service committed a charge (before t
 checkpoint write, before the worker reached the graph (loading), anywhere else (model step, between steps)."""
 
 WARM_MODULES = (
-    "graph.demo",
-    "graph.cli",
-    "graph.threads",
-    "checkpoints.idempotency",
-    "checkpoints.migrate",
+    "ironloop.demo.agent",
+    "ironloop.cli.app",
+    "ironloop.cli.threads",
+    "ironloop.checkpoints.idempotency",
+    "ironloop.checkpoints.migrate",
     "sqlite3",
     "psycopg",
     "pymysql",
@@ -130,7 +128,7 @@ class CrashPlan:
     """A worker alive this long is stuck: it is killed and counted as a problem."""
 
     def __post_init__(self) -> None:
-        from tools.services.faults import PROFILES
+        from ironloop.demo.services.faults import PROFILES
 
         if self.profile != MIXED and self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; choose one of: {', '.join([MIXED, *PROFILES])}")
@@ -256,7 +254,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from graph.cli import EXIT_USAGE, CommandError
+    from ironloop.cli.app import EXIT_USAGE, CommandError
 
     try:
         plan = CrashPlan(
@@ -390,8 +388,8 @@ def _worker(command: dict[str, Any]) -> int:
 
 
 def _run_step(command: dict[str, Any], mark: Callable[[bytes], None], report: int) -> None:
-    from graph.cli import AGENT_KEY
-    from graph.demo import build_demo_agent
+    from ironloop.cli.app import AGENT_KEY
+    from ironloop.demo.agent import build_demo_agent
 
     attempt = (json.dumps({"event": "attempt", "id": command["id"]}) + "\n").encode()
     write = (json.dumps({"event": "write", "id": command["id"]}) + "\n").encode()
@@ -420,7 +418,7 @@ def _run_step(command: dict[str, Any], mark: Callable[[bytes], None], report: in
 def _tracing_saver_class(mark: Callable[[bytes], None], announce: Callable[[], object]) -> type[SQLAlchemySaver]:
     """`SQLAlchemySaver` marking the start and end of each write (so a kill can be placed after the fact), and
     announcing each write to the parent (which may kill right then)."""
-    from checkpoints import SQLAlchemySaver
+    from ironloop.checkpoints import SQLAlchemySaver
 
     class TracingSaver(SQLAlchemySaver):
         def put(self, *args: Any, **kwargs: Any) -> Any:
@@ -470,18 +468,15 @@ class _Zygote:
     """The zygote process, seen from the parent: send it commands; its reports arrive on ``events``."""
 
     def __init__(self, workdir: Path, events: queue.Queue[dict[str, Any]]):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         self.events = events
         self.log_path = workdir / "zygote.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.crash", "--zygote"],
+            [sys.executable, "-m", "ironloop.benchmarks.crash", "--zygote"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            cwd=ROOT,
-            env=env,
+            cwd=workdir,
         )
         self._lock = threading.Lock()
         self._ready: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -531,8 +526,8 @@ class _Payments:
     """One payments service (one fault profile) with the kill hooks: its faults and its commits are watched."""
 
     def __init__(self, harness: _Harness, profile: str, seed: int):
-        from tools.services.faults import Fault
-        from tools.services.server import start_tool_services
+        from ironloop.demo.services.faults import Fault
+        from ironloop.demo.services.server import start_tool_services
 
         self.harness = harness
         self.hang = Fault.HANG_AFTER_COMMIT
@@ -577,10 +572,10 @@ class _Harness:
     # -- the run
 
     def run(self) -> CrashFigures:
-        from checkpoints import SQLAlchemySaver
-        from checkpoints.database import describe
-        from checkpoints.idempotency import SQLIdempotencyStore
-        from graph.demo import build_demo_agent
+        from ironloop.checkpoints import SQLAlchemySaver
+        from ironloop.checkpoints.database import describe
+        from ironloop.checkpoints.idempotency import SQLIdempotencyStore
+        from ironloop.demo.agent import build_demo_agent
 
         started = time.monotonic()
         for name in ("markers", "logs"):
@@ -646,7 +641,7 @@ class _Harness:
         return self.figures.kills + sum(max(0, t.kills_planned - t.kills) for t in active)
 
     def _new_task(self, index: int) -> _Task:
-        from graph.scenario import charges_in
+        from ironloop.demo.scenario import charges_in
 
         rng = random.Random(f"{self.plan.seed}:{index}")
         names = CUSTOMERS[: rng.choice((1, 2, 2, 2, 3))]
@@ -779,7 +774,7 @@ class _Harness:
                     self._kill(task, cause)
 
     def _on_exited(self, event: dict[str, Any], active: set[_Task]) -> None:
-        from graph.threads import FINISHED, status_of
+        from ironloop.cli.threads import FINISHED, status_of
 
         with self.lock:
             task = self.by_pid.pop(event["pid"])
@@ -830,7 +825,7 @@ class _Harness:
             return "checkpoint_write"
         if not ({"F", "R"} & set(markers)):
             return "startup"
-        from tools.idempotency import KeyStatus
+        from ironloop.tools.idempotency import KeyStatus
 
         if "A" in markers and any(e.status is KeyStatus.STARTED for e in self.store.entries(task.thread_id)):
             return "side_effect_call"
@@ -857,9 +852,8 @@ class _Harness:
 
     def _verify(self, task: _Task, charges: list[Charge]) -> list[str]:
         """Check one finished task; returns the idempotency keys its calls own."""
+        from ironloop.tools.idempotency import KeyStatus, idempotency_key_for
         from langchain_core.messages import AIMessage, ToolMessage
-
-        from tools.idempotency import KeyStatus, idempotency_key_for
 
         f = self.figures
         problem = f.problems.append
@@ -944,8 +938,8 @@ class _Harness:
 def _honest_give_up(seen: Any, status: KeyStatus, charges: int) -> bool:
     """A call the fault profile defeated (every attempt of the policy failed, in one process), told truthfully:
     "outcome unknown" (at most one charge made), or "failed" with no charge made at all."""
-    from tools.builtin import CHARGE_POLICY
-    from tools.idempotency import KeyStatus
+    from ironloop.tools.builtin import CHARGE_POLICY
+    from ironloop.tools.idempotency import KeyStatus
 
     attempts = (seen.response_metadata or {}).get("ironloop", {}).get("attempts", [])
     exhausted = len(attempts) >= CHARGE_POLICY.max_attempts and all(a.get("outcome") != "ok" for a in attempts)

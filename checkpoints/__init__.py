@@ -1,6 +1,6 @@
 """SQL checkpoints for LangGraph: one saver for SQLite, PostgreSQL and MySQL/MariaDB, sync and async.
 
-    from checkpoints import SQLAlchemySaver
+    from ironloop.checkpoints import SQLAlchemySaver
 
     with SQLAlchemySaver.from_url("postgresql://user@host:5432/db") as saver:
         agent = build_agent(model, tools, checkpointer=saver)
@@ -8,8 +8,8 @@
 The schema is migrated on first use (`checkpoints.migrate`); the errors are in `checkpoints.errors`.
 """
 
-from checkpoints.database import DEFAULT_DB_URL, default_db_url, make_engine
-from checkpoints.errors import (
+from ironloop.checkpoints.database import DEFAULT_DB_URL, default_db_url, make_engine
+from ironloop.checkpoints.errors import (
     CheckpointStoreError,
     CorruptCheckpointError,
     DatabaseUnavailableError,
@@ -18,7 +18,7 @@ from checkpoints.errors import (
     SchemaError,
     SchemaTooNewError,
 )
-from checkpoints.saver import SQLAlchemySaver
+from ironloop.checkpoints.saver import SQLAlchemySaver
 
 __all__ = [
     "DEFAULT_DB_URL",

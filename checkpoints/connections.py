@@ -21,11 +21,10 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
+from ironloop.checkpoints.database import is_serialized, store_error
+from ironloop.checkpoints.statements import Compiled
 from sqlalchemy import Engine, exc
 from sqlalchemy.pool import PoolProxiedConnection
-
-from checkpoints.database import is_serialized, store_error
-from checkpoints.statements import Compiled
 
 
 class Connections:

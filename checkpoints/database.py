@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ironloop.checkpoints.errors import CheckpointStoreError, DatabaseUnavailableError, InvalidDatabaseURLError
 from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
 from sqlalchemy.pool import StaticPool
-
-from checkpoints.errors import CheckpointStoreError, DatabaseUnavailableError, InvalidDatabaseURLError
 
 DEFAULT_DB_URL = "sqlite:///./ironloop.db"
 """Where checkpoints go when neither an argument nor ``$IRONLOOP_DB_URL`` says otherwise."""

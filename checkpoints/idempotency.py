@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from ironloop.checkpoints.schema import idempotency_keys
+from ironloop.tools.idempotency import KeyEntry, KeyStatus
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
-
-from checkpoints.schema import idempotency_keys
-from tools.idempotency import KeyEntry, KeyStatus
 
 T = idempotency_keys
 

@@ -15,12 +15,11 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from ironloop.checkpoints.schema import tool_approvals, tool_attempts, tool_calls
+from ironloop.tools.approval import ApprovalRecord
+from ironloop.tools.records import Attempt, CallRecord
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
-
-from checkpoints.schema import tool_approvals, tool_attempts, tool_calls
-from tools.approval import ApprovalRecord
-from tools.records import Attempt, CallRecord
 
 log = logging.getLogger(__name__)
 

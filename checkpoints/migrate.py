@@ -23,10 +23,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from ironloop.checkpoints.database import WRITE_TRANSACTION, store_error
+from ironloop.checkpoints.errors import CheckpointStoreError, SchemaError, SchemaTooNewError
 from sqlalchemy import Connection, Engine, exc, text
-
-from checkpoints.database import WRITE_TRANSACTION, store_error
-from checkpoints.errors import CheckpointStoreError, SchemaError, SchemaTooNewError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSION_TABLE = "ironloop_schema_version"

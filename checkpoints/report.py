@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ironloop.checkpoints.schema import tool_approvals, tool_attempts, tool_calls
 from sqlalchemy import Engine, select
-
-from checkpoints.schema import tool_approvals, tool_attempts, tool_calls
 
 
 @dataclass

@@ -36,6 +36,17 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
+from ironloop.checkpoints.connections import Connections, Transaction
+from ironloop.checkpoints.database import is_serialized, make_engine
+from ironloop.checkpoints.errors import (
+    CorruptCheckpointError,
+    DatabaseUnavailableError,
+    InvalidDatabaseURLError,
+    InvalidKeyError,
+)
+from ironloop.checkpoints.migrate import ensure_schema
+from ironloop.checkpoints.schema import KEY_LENGTH
+from ironloop.checkpoints.statements import MAX_KEYS, MAX_ROWS, Compiled, Statements, pad
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -50,18 +61,6 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy import URL, Engine
-
-from checkpoints.connections import Connections, Transaction
-from checkpoints.database import is_serialized, make_engine
-from checkpoints.errors import (
-    CorruptCheckpointError,
-    DatabaseUnavailableError,
-    InvalidDatabaseURLError,
-    InvalidKeyError,
-)
-from checkpoints.migrate import ensure_schema
-from checkpoints.schema import KEY_LENGTH
-from checkpoints.statements import MAX_KEYS, MAX_ROWS, Compiled, Statements, pad
 
 T = TypeVar("T")
 

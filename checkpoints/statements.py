@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ironloop.checkpoints.schema import UTCDateTime, checkpoint_blobs, checkpoint_writes, checkpoints
 from sqlalchemy import (
     ColumnElement,
     Dialect,
@@ -38,8 +39,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
-
-from checkpoints.schema import UTCDateTime, checkpoint_blobs, checkpoint_writes, checkpoints
 
 CHECKPOINT_COLUMNS = (
     checkpoints.c.thread_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from checkpoints.saver import SQLAlchemySaver
+from ironloop.checkpoints.saver import SQLAlchemySaver
 
 
 @asynccontextmanager

@@ -18,6 +18,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ironloop.graph.loop_guard import DEFAULT_LOOP_LIMIT
+from ironloop.graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPolicy, model_name
+from ironloop.graph.nodes import ReActLoop
+from ironloop.graph.state import AgentState, InputState
+from ironloop.graph.tool_node import PolicyToolNode
+from ironloop.tools.budget import Budgets, TaskBudget
+from ironloop.tools.credentials import Credentials, check_grants
+from ironloop.tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
+from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
+from ironloop.tools.records import CallListener
+from ironloop.tools.redaction import scrubbing_tool
+from ironloop.tools.runner import DEFAULT_MAX_RESULT_CHARS, ToolCallRunner
+from ironloop.tools.schemas import openai_tool_specs
+from ironloop.tools.threads import DEFAULT_MAX_THREADS, ToolThreads, is_sync_only
+from ironloop.tools.validation import ToolCatalog
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -26,22 +41,6 @@ from langchain_openai.chat_models.base import BaseChatOpenAI
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-
-from graph.loop_guard import DEFAULT_LOOP_LIMIT
-from graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPolicy, model_name
-from graph.nodes import ReActLoop
-from graph.state import AgentState, InputState
-from graph.tool_node import PolicyToolNode
-from tools.budget import Budgets, TaskBudget
-from tools.credentials import Credentials, check_grants
-from tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
-from tools.policy import DEFAULT_POLICY, ToolPolicy
-from tools.records import CallListener
-from tools.redaction import scrubbing_tool
-from tools.runner import DEFAULT_MAX_RESULT_CHARS, ToolCallRunner
-from tools.schemas import openai_tool_specs
-from tools.threads import DEFAULT_MAX_THREADS, ToolThreads, is_sync_only
-from tools.validation import ToolCatalog
 
 DEFAULT_TASK_BUDGET = TaskBudget()
 
@@ -151,10 +150,10 @@ def build_agent(
 
 def default_idempotency_store(checkpointer: BaseCheckpointSaver | None) -> IdempotencyStore:
     """The ledger of side-effect calls lives where the checkpoints do, when they are in SQL."""
-    from checkpoints import SQLAlchemySaver
+    from ironloop.checkpoints import SQLAlchemySaver
 
     if isinstance(checkpointer, SQLAlchemySaver):
-        from checkpoints.idempotency import SQLIdempotencyStore
+        from ironloop.checkpoints.idempotency import SQLIdempotencyStore
 
         return SQLIdempotencyStore(checkpointer.engine)
     return MemoryIdempotencyStore()

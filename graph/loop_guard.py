@@ -11,12 +11,11 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
+from ironloop.graph.state import current_run
+from ironloop.tools.records import was_rejected
+from ironloop.tools.untrusted import unwrap_untrusted, wrap_untrusted
+from ironloop.tools.validation import Rejection
 from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
-
-from graph.state import current_run
-from tools.records import was_rejected
-from tools.untrusted import unwrap_untrusted, wrap_untrusted
-from tools.validation import Rejection
 
 DEFAULT_LOOP_LIMIT = 3
 

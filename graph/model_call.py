@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ironloop.tools.errors import describe, error_class
+from ironloop.tools.policy import CallPolicy
 from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.config import get_stream_writer
 from tenacity import RetryCallState
-
-from tools.errors import describe, error_class
-from tools.policy import CallPolicy
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ironloop.graph.loop_guard import refuse_repeats
+from ironloop.graph.model_call import ModelCaller
+from ironloop.graph.state import AgentState, current_run, orphaned_calls, turns_taken
+from ironloop.tools.budget import Budgets, RunBudget, task_key
+from ironloop.tools.records import was_rejected
+from ironloop.tools.runner import ToolCallRunner
+from ironloop.tools.validation import Rejection, ToolCatalog
 from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
@@ -15,14 +22,6 @@ from langgraph.graph import END
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.prebuilt.tool_node import ToolCallWithContext
 from langgraph.types import Send
-
-from graph.loop_guard import refuse_repeats
-from graph.model_call import ModelCaller
-from graph.state import AgentState, current_run, orphaned_calls, turns_taken
-from tools.budget import Budgets, RunBudget, task_key
-from tools.records import was_rejected
-from tools.runner import ToolCallRunner
-from tools.validation import Rejection, ToolCatalog
 
 STEPS_PER_TURN = 2
 """Supersteps one ReAct turn takes (model, then tools), for staying inside LangGraph's recursion limit."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from ironloop.tools.untrusted import merge_sources
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 from typing_extensions import TypedDict
-
-from tools.untrusted import merge_sources
 
 
 class InputState(TypedDict):

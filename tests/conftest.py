@@ -15,9 +15,8 @@ from typing import NoReturn
 import psycopg
 import pymysql
 import pytest
-
-from tools.services.faults import FaultInjector
-from tools.services.server import ServiceThread, start_search_service
+from ironloop.demo.services.faults import FaultInjector
+from ironloop.demo.services.server import ServiceThread, start_search_service
 
 
 @pytest.fixture

@@ -6,10 +6,9 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from ironloop.demo.scripted_model import Replay, ScriptedChatModel
+from ironloop.tools.records import metadata_of
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-
-from graph.scripted_model import Replay, ScriptedChatModel
-from tools.records import metadata_of
 
 _ids = itertools.count(1)
 

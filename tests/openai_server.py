@@ -15,14 +15,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ironloop.demo.scenario import population_script
+from ironloop.demo.services.server import ServiceThread
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-
-from graph.scenario import population_script
-from tools.services.server import ServiceThread
 
 
 @dataclass

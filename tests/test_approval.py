@@ -6,23 +6,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ironloop.checkpoints import SQLAlchemySaver
+from ironloop.checkpoints.ledger import AttemptLedger
+from ironloop.checkpoints.report import approval_log, tool_report
+from ironloop.demo.scripted_model import ScriptedChatModel
+from ironloop.graph import build_agent
+from ironloop.tools import ToolPolicy
+from ironloop.tools.approval import Approve, Decision, Edit, Reject, parse_decision
+from ironloop.tools.builtin import BUILTIN_POLICIES, builtin_tools
+from ironloop.tools.idempotency import MemoryIdempotencyStore, idempotency_key_for
+from ironloop.tools.untrusted import wrap_untrusted
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from checkpoints import SQLAlchemySaver
-from checkpoints.ledger import AttemptLedger
-from checkpoints.report import approval_log, tool_report
-from graph import build_agent
-from graph.scripted_model import ScriptedChatModel
 from tests.helpers import call, observations, record, replay_model, turn
 from tests.injection import INJECTED, QUESTION, injection_services, obedient_script
-from tools import ToolPolicy
-from tools.approval import Approve, Decision, Edit, Reject, parse_decision
-from tools.builtin import BUILTIN_POLICIES, builtin_tools
-from tools.idempotency import MemoryIdempotencyStore, idempotency_key_for
-from tools.untrusted import wrap_untrusted
 
 
 class Counted:

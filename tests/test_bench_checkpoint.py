@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks import checkpoint
+from ironloop.benchmarks import checkpoint
 
 MEASURES = {"put", "put_writes", "get_tuple", "list", "demo_task"}
 

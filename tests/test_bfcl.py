@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ironloop.graph import build_agent
+from ironloop.tools.policy import ToolPolicy
+from ironloop.tools.validation import ToolCatalog
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import StructuredTool, tool
 
-from graph import build_agent
 from tests.bfcl_tools import (
     CATEGORIES,
     NAME,
@@ -35,8 +37,6 @@ from tests.bfcl_tools import (
     to_json_schema,
 )
 from tests.helpers import observations, record, replay_model, turn
-from tools.policy import ToolPolicy
-from tools.validation import ToolCatalog
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "bfcl.json"
 
@@ -513,8 +513,8 @@ def test_validators_are_built_with_the_catalog_not_per_call(monkeypatch: pytest.
     def no_building(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a validator was built during a check")
 
-    monkeypatch.setattr("tools.validation._build_validator", no_building)
-    monkeypatch.setattr("tools.validation._shared_validator", no_building)
+    monkeypatch.setattr("ironloop.tools.validation._build_validator", no_building)
+    monkeypatch.setattr("ironloop.tools.validation._shared_validator", no_building)
     for args in ({"name": "A", "age": 1}, {"age": "x"}, {"q": 1}):
         catalog.check("book", args)
     assert catalog.validators["book"] is validator

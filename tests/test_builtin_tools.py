@@ -7,11 +7,16 @@ import asyncio
 import httpx
 import httpx2
 import pytest
-
-from tools.builtin import make_search_tool
-from tools.calc import evaluate
-from tools.errors import PermanentToolError, TransientToolError, is_transient, parse_retry_after, raise_for_status
-from tools.services.faults import PROFILES, Fault, FaultInjector, FaultProfile
+from ironloop.demo.services.faults import PROFILES, Fault, FaultInjector, FaultProfile
+from ironloop.tools.builtin import make_search_tool
+from ironloop.tools.calc import evaluate
+from ironloop.tools.errors import (
+    PermanentToolError,
+    TransientToolError,
+    is_transient,
+    parse_retry_after,
+    raise_for_status,
+)
 
 
 @pytest.mark.parametrize(
@@ -61,8 +66,8 @@ def test_search_tool_against_the_service(search_service) -> None:
 
 
 def test_search_tool_translates_faults() -> None:
-    import tools.services.search as search_app
-    from tools.services.server import ServiceThread
+    import ironloop.demo.services.search as search_app
+    from ironloop.demo.services.server import ServiceThread
 
     for profile, expected in [
         (FaultProfile("all-503", ((Fault.HTTP_503, 1.0),)), TransientToolError),
@@ -120,11 +125,12 @@ def test_is_transient_table() -> None:
 
 
 def test_hang_and_trickle_are_cut_by_the_attempt_timeout() -> None:
-    import tools.services.search as search_app
-    from graph import build_agent
+    import ironloop.demo.services.search as search_app
+    from ironloop.demo.services.server import ServiceThread
+    from ironloop.graph import build_agent
+    from ironloop.tools import ToolPolicy
+
     from tests.helpers import call, observations, record, replay_model, turn
-    from tools import ToolPolicy
-    from tools.services.server import ServiceThread
 
     for fault in (Fault.HANG, Fault.TRICKLE):
         profile = FaultProfile(str(fault), ((fault, 1.0),), trickle_s=5.0)

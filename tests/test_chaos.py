@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from benchmarks.chaos import Settings, run_all, summarize
-from benchmarks.chaos_contenders import STOCK_CONTENDERS
+from ironloop.benchmarks.chaos import Settings, run_all, summarize
+from ironloop.benchmarks.chaos_contenders import STOCK_CONTENDERS
 
 DEADLINE_S = 15.0
 

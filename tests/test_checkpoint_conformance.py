@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from ironloop.checkpoints import SQLAlchemySaver
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 from langgraph.checkpoint.conformance.report import CapabilityReport
-
-from checkpoints import SQLAlchemySaver
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,13 +15,13 @@ import uuid
 from typing import Any
 
 import pytest
+from ironloop.checkpoints import DatabaseUnavailableError, SQLAlchemySaver, make_engine
+from ironloop.demo.agent import build_demo_agent
+from ironloop.demo.scenario import DEMO_QUESTION
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from sqlalchemy import make_url
 
-from checkpoints import DatabaseUnavailableError, SQLAlchemySaver, make_engine
-from graph.demo import build_demo_agent
-from graph.scenario import DEMO_QUESTION
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)

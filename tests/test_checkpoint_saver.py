@@ -16,12 +16,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.checkpoint.serde.types import ERROR
-from sqlalchemy import Engine, func, inspect, select, text, update
-
-from checkpoints import (
+from ironloop.checkpoints import (
     CorruptCheckpointError,
     DatabaseUnavailableError,
     InvalidDatabaseURLError,
@@ -33,9 +28,13 @@ from checkpoints import (
     migrate,
     schema,
 )
-from checkpoints.database import DEFAULT_DB_URL, parse_url
-from graph.demo import build_demo_agent
-from graph.scenario import DEMO_QUESTION
+from ironloop.checkpoints.database import DEFAULT_DB_URL, parse_url
+from ironloop.demo.agent import build_demo_agent
+from ironloop.demo.scenario import DEMO_QUESTION
+from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.serde.types import ERROR
+from sqlalchemy import Engine, func, inspect, select, text, update
 
 pytestmark = pytest.mark.timeout(60)
 

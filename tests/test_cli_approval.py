@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ironloop.demo.services.payments import PaymentsLedger
 
 from tests.injection import QUESTION, injection_services, obedient_script
 from tests.openai_server import OpenAIStub
-from tools.services.payments import PaymentsLedger
 
 EXIT_PAUSED = 3
 
@@ -24,7 +24,7 @@ def cli(db: str, *args: str, stdin: int = subprocess.DEVNULL) -> subprocess.Comp
     """One ``ironloop`` process; stdin is not a terminal unless a test hands it one."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IRONLOOP_"))}
     return subprocess.run(
-        [sys.executable, "-m", "graph.cli", *args, "--db", db],
+        [sys.executable, "-m", "ironloop", *args, "--db", db],
         stdin=stdin,
         capture_output=True,
         text=True,

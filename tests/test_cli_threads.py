@@ -20,7 +20,7 @@ ANSWER = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 51
 def cli(db: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IRONLOOP_"))}
     return subprocess.run(
-        [sys.executable, "-m", "graph.cli", *args, "--db", db],
+        [sys.executable, "-m", "ironloop", *args, "--db", db],
         capture_output=True,
         text=True,
         timeout=120,
@@ -106,7 +106,7 @@ def test_a_failed_run_is_listed_failed_and_resumes(db: str, search_service) -> N
 def test_ctrl_c_leaves_a_resumable_thread(db: str) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IRONLOOP_"))}
     process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "graph.cli", "demo", "--db", db, "--seed", "1"],
+        [sys.executable, "-u", "-m", "ironloop", "demo", "--db", db, "--seed", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -13,15 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ironloop.benchmarks.crash import CrashFigures, CrashPlan, run_crash
+from ironloop.demo.services.faults import Fault, FaultInjector, FaultProfile
+from ironloop.demo.services.payments import PaymentsLedger, create_payments_app
+from ironloop.demo.services.server import ServiceThread
+from ironloop.graph import build_agent
+from ironloop.tools.builtin import CHARGE_POLICY, make_charge_tool
+from ironloop.tools.idempotency import KeyStatus, MemoryIdempotencyStore
 
-from benchmarks.crash import CrashFigures, CrashPlan, run_crash
-from graph import build_agent
 from tests.helpers import call, observations, record, replay_model, turn
-from tools.builtin import CHARGE_POLICY, make_charge_tool
-from tools.idempotency import KeyStatus, MemoryIdempotencyStore
-from tools.services.faults import Fault, FaultInjector, FaultProfile
-from tools.services.payments import PaymentsLedger, create_payments_app
-from tools.services.server import ServiceThread
 
 SQLITE_KILLS = 80
 POSTGRES_KILLS = 16

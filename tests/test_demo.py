@@ -7,9 +7,9 @@ import json
 import subprocess
 import sys
 
-from graph.demo import build_demo_agent
-from graph.demo_tasks import EXPECTED_MODEL_CALLS, corpus_population, run_demo_tasks
-from graph.scenario import DEMO_QUESTION, places_in
+from ironloop.demo.agent import build_demo_agent
+from ironloop.demo.scenario import DEMO_QUESTION, places_in
+from ironloop.demo.tasks import EXPECTED_MODEL_CALLS, corpus_population, run_demo_tasks
 
 
 def test_scenario_understands_its_question() -> None:
@@ -40,7 +40,7 @@ def test_a_search_that_cannot_succeed_is_answered_honestly(search_service) -> No
 
 def test_cli_demo_prints_a_trajectory() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "graph.cli", "demo", "--seed", "3"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "ironloop", "demo", "--seed", "3"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -54,7 +54,7 @@ def test_cli_demo_prints_a_trajectory() -> None:
 def test_cli_demo_tasks_writes_figures(tmp_path) -> None:
     target = tmp_path / "demo.json"
     result = subprocess.run(
-        [sys.executable, "-m", "graph.cli", "demo", "--tasks", "40", "--concurrency", "8", "--json", str(target)],
+        [sys.executable, "-m", "ironloop", "demo", "--tasks", "40", "--concurrency", "8", "--json", str(target)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -67,7 +67,7 @@ def test_cli_demo_tasks_writes_figures(tmp_path) -> None:
 
 def test_cli_rejects_an_unknown_profile() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "graph.cli", "demo", "--profile", "nope"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ironloop", "demo", "--profile", "nope"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
     assert "unknown fault profile 'nope'" in result.stderr and "Traceback" not in result.stderr

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from langchain_core.tools import tool
-from langgraph.checkpoint.memory import InMemorySaver
-
-from graph import build_agent
-from tests.helpers import call, observations, record, replay_model, turn
-from tools import ToolPolicy
-from tools.builtin import CHARGE_POLICY, charge_reconciler, make_charge_tool
-from tools.idempotency import (
+from ironloop.demo.services.faults import Fault, FaultInjector, FaultProfile
+from ironloop.demo.services.payments import PaymentsLedger, create_payments_app
+from ironloop.demo.services.server import ServiceThread
+from ironloop.graph import build_agent
+from ironloop.tools import ToolPolicy
+from ironloop.tools.builtin import CHARGE_POLICY, charge_reconciler, make_charge_tool
+from ironloop.tools.idempotency import (
     KeyEntry,
     KeyStatus,
     MemoryIdempotencyStore,
@@ -20,9 +19,10 @@ from tools.idempotency import (
     current_idempotency_key,
     idempotency_key_for,
 )
-from tools.services.faults import Fault, FaultInjector, FaultProfile
-from tools.services.payments import PaymentsLedger, create_payments_app
-from tools.services.server import ServiceThread
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+
+from tests.helpers import call, observations, record, replay_model, turn
 
 FAST = dict(backoff_initial_s=0.001, backoff_max_s=0.002, jitter=0.0)
 
@@ -247,9 +247,8 @@ def test_policy_options_need_side_effect() -> None:
 
 
 def test_orphaned_calls_are_answered_before_the_model_speaks_again(payments) -> None:
+    from ironloop.demo.scripted_model import ScriptedChatModel
     from langchain_core.messages import AIMessage, ToolMessage
-
-    from graph.scripted_model import ScriptedChatModel
 
     url, _, ledger = payments
     seen_by_model: list[list] = []

@@ -27,15 +27,15 @@ from typing import Any, Literal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ironloop.graph import build_agent
+from ironloop.tools.errors import PermanentToolError, TransientToolError
+from ironloop.tools.policy import ToolPolicy
 from jsonschema import Draft202012Validator
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from graph import build_agent
 from tests.helpers import record, replay_model
-from tools.errors import PermanentToolError, TransientToolError
-from tools.policy import ToolPolicy
 
 EXAMPLES = int(os.environ.get("IRONLOOP_FUZZ_EXAMPLES", "300"))
 

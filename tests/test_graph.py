@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from ironloop.demo.scripted_model import ScriptedChatModel
+from ironloop.graph import build_agent
 from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graph import build_agent
-from graph.scripted_model import ScriptedChatModel
 from tests.helpers import call, observations, record, replay_model, turn
 
 dispatched: list[dict] = []

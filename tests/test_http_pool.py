@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 
 import httpx2
-
-from tools.hedging import race_with_hedge
-from tools.http import LoopClients
-from tools.services.faults import Fault, FaultInjector, FaultProfile
-from tools.services.search import create_search_app
-from tools.services.server import ServiceThread
+from ironloop.demo.services.faults import Fault, FaultInjector, FaultProfile
+from ironloop.demo.services.search import create_search_app
+from ironloop.demo.services.server import ServiceThread
+from ironloop.tools.hedging import race_with_hedge
+from ironloop.tools.http import LoopClients
 
 SLOW_HALF = FaultProfile("slow-half", ((Fault.DELAY, 0.5),), delay_s=0.3)
 """Half the answers take 0.3 s: longer than the attempts below wait, so most of them are cancelled."""

@@ -25,6 +25,26 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
+from ironloop.checkpoints import SQLAlchemySaver
+from ironloop.checkpoints.ledger import AttemptLedger
+from ironloop.cli.trajectory import TrajectoryPrinter
+from ironloop.demo.scripted_model import Replay, ScriptedChatModel
+from ironloop.demo.services.server import ServiceThread
+from ironloop.graph.agent import build_agent
+from ironloop.graph.tool_node import PolicyToolNode
+from ironloop.tools.builtin import CHARGE_POLICY, make_charge_tool
+from ironloop.tools.credentials import (
+    Credentials,
+    CredentialsConfigError,
+    MissingCredentialError,
+    Secret,
+    check_grants,
+    env_var,
+)
+from ironloop.tools.errors import PermanentToolError
+from ironloop.tools.policy import ToolPolicy
+from ironloop.tools.redaction import scrub_exception
+from ironloop.tools.schemas import openai_tool_specs
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.tools import InjectedToolArg, StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -35,27 +55,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from checkpoints import SQLAlchemySaver
-from checkpoints.ledger import AttemptLedger
-from graph.agent import build_agent
-from graph.scripted_model import Replay, ScriptedChatModel
-from graph.tool_node import PolicyToolNode
-from graph.trajectory import TrajectoryPrinter
 from tests.helpers import call, observations, turn
-from tools.builtin import CHARGE_POLICY, make_charge_tool
-from tools.credentials import (
-    Credentials,
-    CredentialsConfigError,
-    MissingCredentialError,
-    Secret,
-    check_grants,
-    env_var,
-)
-from tools.errors import PermanentToolError
-from tools.policy import ToolPolicy
-from tools.redaction import scrub_exception
-from tools.schemas import openai_tool_specs
-from tools.services.server import ServiceThread
 
 FAST = {"backoff_initial_s": 0.001, "backoff_max_s": 0.002, "jitter": 0.0}
 
@@ -390,7 +390,7 @@ def test_the_cli_demo_charges_with_the_key_and_prints_it_nowhere(tmp_path: Path,
     env = {k: v for k, v in os.environ.items() if not k.startswith("IRONLOOP_")}
     env.update({"IRONLOOP_TOOL_CHARGE_CARD_API_KEY": secret, "PYTHONPATH": str(Path(__file__).parent.parent)})
     program = (
-        "import logging, os, sys; logging.basicConfig(level=logging.DEBUG); from graph.cli import main; "
+        "import logging, os, sys; logging.basicConfig(level=logging.DEBUG); from ironloop.cli.app import main; "
         "code = main(sys.argv[1:]); "
         "print('child env has key:', any(k.startswith('IRONLOOP_TOOL_') for k in os.environ)); sys.exit(code)"
     )
@@ -426,7 +426,7 @@ def test_the_cli_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IRONLOOP_")}
     env.update({"IRONLOOP_CONFIG": str(config), "PYTHONPATH": str(Path(__file__).parent.parent)})
     done = subprocess.run(
-        [sys.executable, "-m", "graph.cli", "demo", "--db", f"sqlite:///{tmp_path / 'x.db'}"],
+        [sys.executable, "-m", "ironloop", "demo", "--db", f"sqlite:///{tmp_path / 'x.db'}"],
         env=env,
         capture_output=True,
         timeout=60,

@@ -8,13 +8,13 @@ import subprocess
 import sys
 
 import pytest
+from ironloop.demo.scenario import DEMO_QUESTION
+from ironloop.graph import build_agent
+from ironloop.tools.builtin import BUILTIN_POLICIES, builtin_tools
 from langchain_core.messages import AIMessageChunk, ToolMessage
 from langchain_openai import ChatOpenAI
 
-from graph import build_agent
-from graph.scenario import DEMO_QUESTION
 from tests.openai_server import OpenAIStub
-from tools.builtin import BUILTIN_POLICIES, builtin_tools
 
 ANSWER = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
 
@@ -70,7 +70,7 @@ def test_streamed_tool_calls_are_assembled(stub: OpenAIStub, search_service) -> 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IRONLOOP_"))}
     return subprocess.run(
-        [sys.executable, "-m", "graph.cli", *args],
+        [sys.executable, "-m", "ironloop", *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,15 +9,15 @@ import threading
 import time
 
 import pytest
+from ironloop.demo.scripted_model import ScriptedChatModel
+from ironloop.graph import build_agent
+from ironloop.tools import ToolPolicy, TransientToolError
+from ironloop.tools.budget import TaskBudget
+from ironloop.tools.circuit import CircuitBreaker
+from ironloop.tools.rate_limit import RateLimit
 from langchain_core.tools import tool
 
-from graph import build_agent
-from graph.scripted_model import ScriptedChatModel
 from tests.helpers import call, observations, record, replay_model, turn
-from tools import ToolPolicy, TransientToolError
-from tools.budget import TaskBudget
-from tools.circuit import CircuitBreaker
-from tools.rate_limit import RateLimit
 
 FAST = ToolPolicy(timeout_s=5, max_attempts=1, backoff_initial_s=0.001, backoff_max_s=0.002, jitter=0.0)
 

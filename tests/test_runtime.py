@@ -8,11 +8,11 @@ import time
 
 import httpx
 import pytest
+from ironloop.graph import build_agent
+from ironloop.tools import PermanentToolError, ToolPolicy, TransientToolError
 from langchain_core.tools import tool
 
-from graph import build_agent
 from tests.helpers import call, observations, record, replay_model, turn
-from tools import PermanentToolError, ToolPolicy, TransientToolError
 
 FAST = ToolPolicy(timeout_s=1.0, max_attempts=4, backoff_initial_s=0.001, backoff_max_s=0.002, jitter=0.0)
 

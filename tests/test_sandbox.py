@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
+from ironloop.graph import build_agent
+from ironloop.tools import RUN_PYTHON_POLICY, Sandbox, SandboxLimits, SandboxResult, SandboxUnavailableError
+from ironloop.tools.sandbox import make_run_python_tool
 
-from graph import build_agent
 from tests.helpers import call, observations, replay_model, turn
-from tools import RUN_PYTHON_POLICY, Sandbox, SandboxLimits, SandboxResult, SandboxUnavailableError
-from tools.sandbox import make_run_python_tool
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 LIMITS = SandboxLimits(wall_s=4.0, cpu_s=2, processes=24)

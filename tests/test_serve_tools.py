@@ -21,7 +21,7 @@ def free_port() -> int:
 def test_serve_tools_serves_search_and_payments(profile: str) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "graph.cli", "serve-tools", "--port", str(port), "--profile", profile, "--seed", "3"],
+        [sys.executable, "-m", "ironloop", "serve-tools", "--port", str(port), "--profile", profile, "--seed", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -59,7 +59,7 @@ def test_serve_tools_refuses_a_taken_port() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "graph.cli", "serve-tools", "--port", str(port)],
+            [sys.executable, "-m", "ironloop", "serve-tools", "--port", str(port)],
             capture_output=True,
             text=True,
             timeout=60,

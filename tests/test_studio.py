@@ -12,9 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ironloop.checkpoints import SQLAlchemySaver
 from langgraph_sdk import get_client
-
-from checkpoints import SQLAlchemySaver
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSWER = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."

@@ -1,6 +1,6 @@
 """ironloop's per-call tool runtime: policies, the error tree, the runner, the built-in tools."""
 
-from tools.errors import (
+from ironloop.tools.errors import (
     InvalidToolCallError,
     PermanentToolError,
     ToolError,
@@ -8,10 +8,10 @@ from tools.errors import (
     TransientToolError,
     is_transient,
 )
-from tools.policy import DEFAULT_POLICY, ToolPolicy
-from tools.records import Attempt, AttemptOutcome, CallListener, CallOutcome, CallRecord
-from tools.runner import ToolCallRunner
-from tools.sandbox import (
+from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
+from ironloop.tools.records import Attempt, AttemptOutcome, CallListener, CallOutcome, CallRecord
+from ironloop.tools.runner import ToolCallRunner
+from ironloop.tools.sandbox import (
     RUN_PYTHON_POLICY,
     Sandbox,
     SandboxLimits,

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import json
-import os
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import httpx2
+from ironloop.tools.calc import evaluate, format_number
+from ironloop.tools.credentials import Secret, env_var
+from ironloop.tools.errors import PermanentToolError, TransientToolError, raise_for_status
+from ironloop.tools.http import LoopClients, tls_context
+from ironloop.tools.idempotency import Reconcile, Reconciled, Reconciliation, current_idempotency_key
+from ironloop.tools.policy import ToolPolicy
 from langchain_core.tools import BaseTool, InjectedToolArg, StructuredTool
-
-from tools.calc import evaluate, format_number
-from tools.credentials import Secret, env_var
-from tools.errors import PermanentToolError, TransientToolError, raise_for_status
-from tools.http import LoopClients, tls_context
-from tools.idempotency import Reconcile, Reconciled, Reconciliation, current_idempotency_key
-from tools.policy import ToolPolicy
 
 SEARCH_URL_ENV = "IRONLOOP_SEARCH_URL"
 PAYMENTS_URL_ENV = "IRONLOOP_PAYMENTS_URL"
+"""The environment variables the command line reads the services' URLs from (the tools themselves take URLs)."""
+
+ServiceURL = str | Callable[[], str] | Callable[[], Awaitable[str]]
+"""A service's base URL, or a function giving it (sync or async), asked at each call."""
 
 SEARCH_POLICY = ToolPolicy(
     timeout_s=0.1,
@@ -73,13 +74,12 @@ def calc(expr: str) -> str:
     return format_number(evaluate(expr))
 
 
-def make_search_tool(url: str | Callable[[], str] | None = None, *, http_timeout_s: float = 30.0) -> BaseTool:
+def make_search_tool(url: ServiceURL, *, http_timeout_s: float = 30.0) -> BaseTool:
     """The ``search`` tool, calling a search service's ``GET /search?q=`` over HTTP.
 
-    ``url`` is the service's base URL, or a function returning it (resolved at each call); by default
-    ``$IRONLOOP_SEARCH_URL``, else the bundled local services, started on first use.
+    ``url`` is the service's base URL, or a function returning it (or an awaitable of it), resolved at each call.
     """
-    base_url_of = _resolver(url, SEARCH_URL_ENV)
+    base_url_of = _resolver(url)
     clients = LoopClients(timeout=httpx2.Timeout(http_timeout_s, connect=min(5.0, http_timeout_s)))
 
     async def search(query: str) -> str:
@@ -98,16 +98,14 @@ def make_search_tool(url: str | Callable[[], str] | None = None, *, http_timeout
     return StructuredTool.from_function(coroutine=search, name="search")
 
 
-def make_charge_tool(
-    url: str | Callable[[], str] | None = None, *, http_timeout_s: float = 30.0, send_idempotency_key: bool = True
-) -> BaseTool:
+def make_charge_tool(url: ServiceURL, *, http_timeout_s: float = 30.0, send_idempotency_key: bool = True) -> BaseTool:
     """The ``charge_card`` tool: ``POST /charges`` on a payments service, sending the call's idempotency key.
 
-    ``url`` as for `make_search_tool` (default ``$IRONLOOP_PAYMENTS_URL``, else the bundled services).
+    ``url`` as for `make_search_tool`.
     ``send_idempotency_key=False`` is the tool as code without an idempotency layer writes it (the chaos
     benchmark gives it to the stock agents): every retry is a new charge.
     """
-    base_url_of = _resolver(url, PAYMENTS_URL_ENV)
+    base_url_of = _resolver(url)
     clients = LoopClients(timeout=httpx2.Timeout(http_timeout_s, connect=min(5.0, http_timeout_s)))
 
     async def charge_card(
@@ -142,9 +140,9 @@ def charge_text(charge: dict[str, Any]) -> str:
     return f"Charged {charge['customer_id']} {charge['amount_cents']} cents: charge {charge['id']} {charge['status']}."
 
 
-def charge_reconciler(url: str | Callable[[], str] | None = None, *, api_key: Secret | None = None) -> Reconcile:
+def charge_reconciler(url: ServiceURL, *, api_key: Secret | None = None) -> Reconcile:
     """A reconcile function for ``charge_card``: asks the payments service whether the key's charge exists."""
-    base_url_of = _resolver(url, PAYMENTS_URL_ENV)
+    base_url_of = _resolver(url)
     headers = {"Authorization": f"Bearer {api_key.reveal()}"} if api_key is not None else {}
 
     async def reconcile(key: str, args: dict[str, Any]) -> Reconciliation:
@@ -160,11 +158,9 @@ def charge_reconciler(url: str | Callable[[], str] | None = None, *, api_key: Se
     return reconcile
 
 
-def builtin_tools(
-    search_url: str | Callable[[], str] | None = None, payments_url: str | Callable[[], str] | None = None
-) -> list[BaseTool]:
-    """``search``, ``calc`` and ``charge_card``. The bundled services serve search and payments on one URL, so
-    ``payments_url`` defaults to ``search_url`` when only that is given."""
+def builtin_tools(search_url: ServiceURL, payments_url: ServiceURL | None = None) -> list[BaseTool]:
+    """``search``, ``calc`` and ``charge_card``, talking to the given services. The demo's local services serve
+    search and payments on one URL, so ``payments_url`` defaults to ``search_url``."""
     return [
         make_search_tool(search_url),
         StructuredTool.from_function(calc),
@@ -172,28 +168,20 @@ def builtin_tools(
     ]
 
 
-def _resolver(url: str | Callable[[], str] | None, env: str) -> Callable[[], Awaitable[str]]:
-    """The base URL of a service, resolved at call time: the given one, ``$env``, or the bundled services."""
+def _resolver(url: ServiceURL) -> Callable[[], Awaitable[str]]:
+    """The base URL of a service, resolved at call time."""
+    if isinstance(url, str):
+        fixed = url
+
+        async def given() -> str:
+            return fixed
+
+        return given
+    if not callable(url):
+        raise TypeError(f"a service URL is a string or a function returning one, got {type(url).__name__}")
 
     async def resolve() -> str:
-        if callable(url):
-            return url()
-        return url or os.environ.get(env) or _local_services_url or await asyncio.to_thread(bundled_services_url)
+        value = url()
+        return await value if inspect.isawaitable(value) else value
 
     return resolve
-
-
-_local_services_lock = threading.Lock()
-_local_services_url: str | None = None
-
-
-def bundled_services_url() -> str:
-    """The URL of the bundled tool services, started once per process (profile ``$IRONLOOP_SEARCH_PROFILE``)."""
-    global _local_services_url
-    with _local_services_lock:
-        if _local_services_url is None:
-            from tools.services.server import start_tool_services
-
-            services = start_tool_services(profile=os.environ.get("IRONLOOP_SEARCH_PROFILE", "reference"))
-            _local_services_url = services.url
-        return _local_services_url

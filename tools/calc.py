@@ -7,7 +7,7 @@ import math
 import operator
 from collections.abc import Callable
 
-from tools.errors import PermanentToolError
+from ironloop.tools.errors import PermanentToolError
 
 MAX_EXPRESSION_CHARS = 500
 MAX_EXPONENT = 1000

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from tools.errors import PermanentToolError
+from ironloop.tools.errors import PermanentToolError
 
 
 class CircuitOpenError(PermanentToolError):

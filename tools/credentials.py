@@ -22,12 +22,11 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from ironloop.tools.errors import PermanentToolError
 from langchain_core.tools import BaseTool
 from langchain_core.utils.pydantic import get_fields
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic_core import core_schema
-
-from tools.errors import PermanentToolError
 
 ENV_PREFIX = "IRONLOOP_TOOL_"
 CONFIG_ENV = "IRONLOOP_CONFIG"

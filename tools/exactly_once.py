@@ -22,13 +22,8 @@ import inspect
 import time
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.messages import ToolMessage
-from langgraph.errors import GraphBubbleUp
-from langgraph.prebuilt.tool_node import ToolCallRequest
-from langgraph.types import Command
-
-from tools.errors import describe, is_transient, surely_not_applied
-from tools.idempotency import (
+from ironloop.tools.errors import describe, is_transient, surely_not_applied
+from ironloop.tools.idempotency import (
     IdempotencyStore,
     KeyEntry,
     KeyStatus,
@@ -37,11 +32,15 @@ from tools.idempotency import (
     _current_key,
     idempotency_key_for,
 )
-from tools.policy import ToolPolicy
-from tools.records import Attempt, AttemptOutcome, CallOutcome, CallRecord
+from ironloop.tools.policy import ToolPolicy
+from ironloop.tools.records import Attempt, AttemptOutcome, CallOutcome, CallRecord
+from langchain_core.messages import ToolMessage
+from langgraph.errors import GraphBubbleUp
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.types import Command
 
 if TYPE_CHECKING:
-    from tools.runner import Execute, ToolCallRunner
+    from ironloop.tools.runner import Execute, ToolCallRunner
 
 MAX_ROUNDS = 2
 """Executions allowed in one call after a reconcile said "not happened" (bounds a flapping service)."""

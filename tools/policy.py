@@ -16,15 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
+from ironloop.tools.approval import APPROVAL_MODES, ApprovalMode
+from ironloop.tools.circuit import CircuitBreaker
+from ironloop.tools.errors import is_transient
+from ironloop.tools.idempotency import Reconcile
+from ironloop.tools.rate_limit import RateLimit
+from ironloop.tools.strategies import stop_before_deadline, wait_exponential_jittered, wait_retry_after
 from langgraph.errors import GraphBubbleUp
 from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt
-
-from tools.approval import APPROVAL_MODES, ApprovalMode
-from tools.circuit import CircuitBreaker
-from tools.errors import is_transient
-from tools.idempotency import Reconcile
-from tools.rate_limit import RateLimit
-from tools.strategies import stop_before_deadline, wait_exponential_jittered, wait_retry_after
 
 
 @dataclass(frozen=True, kw_only=True)

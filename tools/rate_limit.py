@@ -12,9 +12,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ironloop.tools.errors import TransientToolError
 from limits import RateLimitItemPerSecond, storage, strategies
-
-from tools.errors import TransientToolError
 
 POLL_S = 0.005
 

@@ -14,10 +14,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from ironloop.tools.errors import PermanentToolError, TransientToolError, is_transient, status_code_of
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
-
-from tools.errors import PermanentToolError, TransientToolError, is_transient, status_code_of
 
 Redact = Callable[[str], str]
 

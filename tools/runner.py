@@ -25,14 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from langchain_core.messages import ToolMessage
-from langchain_core.runnables import RunnableConfig
-from langgraph.errors import GraphBubbleUp, GraphInterrupt
-from langgraph.prebuilt.tool_node import ToolCallRequest
-from langgraph.types import Command, StreamWriter
-from tenacity import RetryCallState, retry_if_exception
-
-from tools.approval import (
+from ironloop.tools.approval import (
     ApprovalListener,
     ApprovalRecord,
     ArgsCheck,
@@ -40,19 +33,25 @@ from tools.approval import (
     approval_reason,
     ask,
 )
-from tools.budget import Budgets, RunBudget, stop_when_budget_spent, task_key
-from tools.circuit import Circuit, CircuitOpenError, CircuitState
-from tools.credentials import Credentials, CredentialsConfigError, Secret
-from tools.errors import PermanentToolError, ToolTimeoutError, describe, error_class, is_transient
-from tools.exactly_once import ExactlyOnce
-from tools.hedging import race_with_hedge
-from tools.idempotency import IdempotencyStore, MemoryIdempotencyStore, logical_namespace
-from tools.policy import DEFAULT_POLICY, ToolPolicy
-from tools.rate_limit import RateLimiter
-from tools.records import Attempt, AttemptOutcome, CallListener, CallOutcome, CallRecord
-from tools.redaction import scrub_exception, scrub_message
-from tools.untrusted import wrap_untrusted
-from tools.validation import Rejection
+from ironloop.tools.budget import Budgets, RunBudget, stop_when_budget_spent, task_key
+from ironloop.tools.circuit import Circuit, CircuitOpenError, CircuitState
+from ironloop.tools.credentials import Credentials, CredentialsConfigError, Secret
+from ironloop.tools.errors import PermanentToolError, ToolTimeoutError, describe, error_class, is_transient
+from ironloop.tools.exactly_once import ExactlyOnce
+from ironloop.tools.hedging import race_with_hedge
+from ironloop.tools.idempotency import IdempotencyStore, MemoryIdempotencyStore, logical_namespace
+from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
+from ironloop.tools.rate_limit import RateLimiter
+from ironloop.tools.records import Attempt, AttemptOutcome, CallListener, CallOutcome, CallRecord
+from ironloop.tools.redaction import scrub_exception, scrub_message
+from ironloop.tools.untrusted import wrap_untrusted
+from ironloop.tools.validation import Rejection
+from langchain_core.messages import ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphBubbleUp, GraphInterrupt
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.types import Command, StreamWriter
+from tenacity import RetryCallState, retry_if_exception
 
 Execute = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]]
 

@@ -38,10 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ironloop.tools.errors import PermanentToolError
+from ironloop.tools.policy import ToolPolicy
 from langchain_core.tools import BaseTool, StructuredTool
-
-from tools.errors import PermanentToolError
-from tools.policy import ToolPolicy
 
 MiB = 1024 * 1024
 NOBODY = 65534

@@ -9,11 +9,10 @@ import random
 import time
 from collections.abc import Callable
 
+from ironloop.tools.errors import retry_after_of
 from tenacity import RetryCallState
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
-
-from tools.errors import retry_after_of
 
 
 class wait_exponential_jittered(wait_base):

@@ -9,11 +9,10 @@ engine is made from the ``sqlalchemy.url`` option or ``$IRONLOOP_DB_URL``. The v
 from __future__ import annotations
 
 from alembic import context
+from ironloop.checkpoints.database import default_db_url, make_engine
+from ironloop.checkpoints.migrate import VERSION_TABLE
+from ironloop.checkpoints.schema import metadata_obj
 from sqlalchemy.engine import Connection
-
-from checkpoints.database import default_db_url, make_engine
-from checkpoints.migrate import VERSION_TABLE
-from checkpoints.schema import metadata_obj
 
 config = context.config
 

@@ -22,13 +22,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ironloop.demo.services.faults import HANG_S, DroppedResponse, Fault, FaultInjector
+from ironloop.tools.credentials import Secret
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from tools.credentials import Secret
-from tools.services.faults import HANG_S, DroppedResponse, Fault, FaultInjector
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from benchmarks import BENCHMARKS
-from graph.scenario import DEMO_QUESTION
-from graph.trajectory import TrajectoryPrinter
+from ironloop.benchmarks import BENCHMARKS
+from ironloop.cli.trajectory import TrajectoryPrinter
+from ironloop.demo.scenario import DEMO_QUESTION
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -61,7 +61,7 @@ class CommandError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from checkpoints.errors import CheckpointStoreError
+    from ironloop.checkpoints.errors import CheckpointStoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -165,7 +165,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     """Import the benchmark only now (each pulls in heavy packages) and let it parse its own options."""
     import importlib
 
-    module = importlib.import_module(f"benchmarks.{args.benchmark}")
+    module = importlib.import_module(f"ironloop.benchmarks.{args.benchmark}")
     parser = argparse.ArgumentParser(
         prog=f"ironloop bench {args.benchmark}", description=(module.__doc__ or "").strip().splitlines()[0]
     )
@@ -192,9 +192,9 @@ class Store:
 
 @contextlib.contextmanager
 def open_store(url: str | None) -> Iterator[Store]:
-    from checkpoints import SQLAlchemySaver
-    from checkpoints.database import describe
-    from checkpoints.ledger import AttemptLedger
+    from ironloop.checkpoints import SQLAlchemySaver
+    from ironloop.checkpoints.database import describe
+    from ironloop.checkpoints.ledger import AttemptLedger
 
     with SQLAlchemySaver.from_url(url) as saver:
         saver.setup()  # migrate now: a bad URL or an unreachable database fails before any work
@@ -210,7 +210,7 @@ def open_store(url: str | None) -> Iterator[Store]:
 
 def _credentials() -> Any:
     """The tools' secrets, read once; their variables are then removed from the environment."""
-    from tools.credentials import Credentials, CredentialsConfigError
+    from ironloop.tools.credentials import Credentials, CredentialsConfigError
 
     try:
         return Credentials.load(scrub_environ=True)
@@ -219,7 +219,7 @@ def _credentials() -> Any:
 
 
 def _start_search(profile: str, seed: int, port: int = 0, credentials: Any = None) -> Any:
-    from tools.services.server import start_search_service
+    from ironloop.demo.services.server import start_search_service
 
     key = credentials.get("charge_card", "api_key") if credentials is not None else None
     try:
@@ -230,8 +230,8 @@ def _start_search(profile: str, seed: int, port: int = 0, credentials: Any = Non
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from graph.demo import build_demo_agent
-    from graph.demo_tasks import run_demo_tasks
+    from ironloop.demo.agent import build_demo_agent
+    from ironloop.demo.tasks import run_demo_tasks
 
     credentials = _credentials()
     service = _start_search(args.profile, args.seed, credentials=credentials)
@@ -280,7 +280,7 @@ def run_real_model(args: argparse.Namespace) -> int:
 
 
 def resume_thread(args: argparse.Namespace) -> int:
-    from graph.threads import FINISHED, status_of
+    from ironloop.cli.threads import FINISHED, status_of
 
     credentials = _credentials()
     with _search_url(args, credentials) as search_url, open_store(args.db) as store:
@@ -313,8 +313,8 @@ def _config(thread: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def _approver(args: argparse.Namespace) -> Any:
     """Who answers approval requests: the flags given, else the terminal, else nobody (the run pauses)."""
-    from graph.approver import FixedApprover, PauseApprover, TerminalApprover, who
-    from tools.approval import Approve, Edit, Reject
+    from ironloop.cli.approver import FixedApprover, PauseApprover, TerminalApprover, who
+    from ironloop.tools.approval import Approve, Edit, Reject
 
     if getattr(args, "approve_all", False):
         return FixedApprover(Approve(by=who("--approve-all")))
@@ -340,7 +340,7 @@ def _approver(args: argparse.Namespace) -> Any:
 def _drive(agent: Any, state_in: Any, config: dict[str, Any], approver: Any, *, tokens: bool = False) -> str | None:
     """Run to the end, answering approval requests with ``approver``; if it answers none, stop with the thread
     paused (`EXIT_PAUSED`) and say how to decide from any process."""
-    from graph.threads import pending_approvals
+    from ironloop.cli.threads import pending_approvals
 
     printer = TrajectoryPrinter(tokens=tokens)
     if state_in is None and (waiting := pending_approvals(agent.get_state(config))):
@@ -355,9 +355,8 @@ def _drive(agent: Any, state_in: Any, config: dict[str, Any], approver: Any, *, 
 
 
 def _decisions(approver: Any, waiting: list[Any], config: dict[str, Any], printer: TrajectoryPrinter) -> Any:
+    from ironloop.cli.approver import describe_request
     from langgraph.types import Command
-
-    from graph.approver import describe_request
 
     printer.finish_line()
     answers = approver.decide(waiting)
@@ -379,8 +378,8 @@ def _decisions(approver: Any, waiting: list[Any], config: dict[str, Any], printe
 
 def _stream(agent: Any, state_in: Any, config: dict[str, Any], printer: TrajectoryPrinter) -> None:
     """One pass of the graph, printing the trajectory; failures become one-line errors that say how to resume."""
-    from checkpoints.errors import CheckpointStoreError
-    from graph.model_call import ModelUnavailableError
+    from ironloop.checkpoints.errors import CheckpointStoreError
+    from ironloop.graph.model_call import ModelUnavailableError
 
     thread = config["configurable"]["thread_id"]
     modes = ["updates", "custom", "messages"] if printer.tokens else ["updates", "custom"]
@@ -412,10 +411,10 @@ def _search_url(args: argparse.Namespace, credentials: Any) -> Iterator[str]:
 def _agent_from_spec(
     spec: dict[str, Any], args: argparse.Namespace, search_url: str, store: Store, credentials: Any
 ) -> Any:
-    from graph.agent import build_agent
-    from graph.demo import build_demo_agent
-    from graph.model_call import ModelPolicy
-    from tools.builtin import BUILTIN_POLICIES, builtin_tools
+    from ironloop.demo.agent import build_demo_agent
+    from ironloop.graph.agent import build_agent
+    from ironloop.graph.model_call import ModelPolicy
+    from ironloop.tools.builtin import BUILTIN_POLICIES, builtin_tools
 
     if spec[AGENT_KEY] == "demo":
         return build_demo_agent(search_url, checkpointer=store.saver, listeners=[store.ledger], credentials=credentials)
@@ -466,9 +465,9 @@ def _chat_openai(model_name: str | None, endpoint: Endpoint) -> Any:
 
 
 def list_threads(args: argparse.Namespace) -> int:
-    from graph.approver import describe_request
-    from graph.demo import build_demo_agent
-    from graph.threads import failure_of, pending_approvals, recent_threads, status_of
+    from ironloop.cli.approver import describe_request
+    from ironloop.cli.threads import failure_of, pending_approvals, recent_threads, status_of
+    from ironloop.demo.agent import build_demo_agent
 
     with open_store(args.db) as store:
         agent = build_demo_agent("http://127.0.0.1:9", checkpointer=store.saver)  # structure only: nothing runs
@@ -488,8 +487,8 @@ def list_threads(args: argparse.Namespace) -> int:
 
 
 def show_history(args: argparse.Namespace) -> int:
-    from graph.demo import build_demo_agent
-    from graph.threads import history
+    from ironloop.cli.threads import history
+    from ironloop.demo.agent import build_demo_agent
 
     with open_store(args.db) as store:
         agent = build_demo_agent("http://127.0.0.1:9", checkpointer=store.saver)
@@ -504,7 +503,7 @@ def show_history(args: argparse.Namespace) -> int:
 
 
 def show_report(args: argparse.Namespace) -> int:
-    from checkpoints.report import approval_log, format_approvals, format_report, tool_report
+    from ironloop.checkpoints.report import approval_log, format_approvals, format_report, tool_report
 
     since = _parse_since(args.since) if args.since else None
     read, show = (approval_log, format_approvals) if args.approvals else (tool_report, format_report)
@@ -534,8 +533,8 @@ def _when(value: datetime | None) -> str:
 
 
 def upgrade_db(args: argparse.Namespace) -> int:
-    from checkpoints.database import describe, make_engine
-    from checkpoints.migrate import current_revision, upgrade
+    from ironloop.checkpoints.database import describe, make_engine
+    from ironloop.checkpoints.migrate import current_revision, upgrade
 
     engine = make_engine(args.db)
     try:

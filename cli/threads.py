@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ironloop.checkpoints.schema import checkpoints
+from ironloop.tools.approval import is_approval_request
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.types import Interrupt, StateSnapshot
 from sqlalchemy import Engine, func, select
-
-from checkpoints.schema import checkpoints
-from tools.approval import is_approval_request
 
 FINISHED, INTERRUPTED, FAILED, NOT_STARTED = "finished", "interrupted", "failed", "not started"
 WAITING_FOR_APPROVAL = "waiting for approval"

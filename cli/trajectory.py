@@ -8,9 +8,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from ironloop.tools.untrusted import unwrap_untrusted
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
-
-from tools.untrusted import unwrap_untrusted
 
 
 class TrajectoryPrinter:

@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ironloop.demo.scenario import DEMO_QUESTION, expected_answer, places_in
+from ironloop.demo.services.search import bundled_corpus
+from ironloop.graph.state import current_run
+from ironloop.tools.records import metadata_of
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.graph.state import CompiledStateGraph
-
-from graph.scenario import DEMO_QUESTION, expected_answer, places_in
-from graph.state import current_run
-from tools.records import metadata_of
-from tools.services.search import bundled_corpus
 
 EXPECTED_MODEL_CALLS = 3
 

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
+from ironloop.tools.approval import Approve, Edit, Reject
 from langgraph.types import Interrupt
-
-from tools.approval import Approve, Edit, Reject
 
 
 class Approver(Protocol):

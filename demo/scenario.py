@@ -14,9 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ironloop.graph.state import current_run
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-
-from graph.state import current_run
 
 DEMO_QUESTION = "What is the combined metro population of Paris and Lyon?"
 

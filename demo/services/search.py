@@ -9,19 +9,18 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from ironloop.demo.services.faults import HANG_S, DroppedResponse, Fault, FaultInjector, trickle
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-
-from tools.services.faults import HANG_S, DroppedResponse, Fault, FaultInjector, trickle
 
 WORD = re.compile(r"[a-z0-9]+")
 
 
 @cache
 def bundled_corpus() -> tuple[dict[str, Any], ...]:
-    text = resources.files("tools.services").joinpath("corpus.json").read_text(encoding="utf-8")
+    text = resources.files("ironloop.demo.services").joinpath("corpus.json").read_text(encoding="utf-8")
     return tuple(json.loads(text)["documents"])
 
 

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import uvicorn
+from ironloop.demo.services.faults import FaultInjector, profile_named
+from ironloop.demo.services.payments import Charge, PaymentsLedger, create_payments_app
+from ironloop.demo.services.search import create_search_app
+from ironloop.tools.credentials import Secret
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
-
-from tools.credentials import Secret
-from tools.services.faults import FaultInjector, profile_named
-from tools.services.payments import Charge, PaymentsLedger, create_payments_app
-from tools.services.search import create_search_app
 
 
 class ServiceThread:
