@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Dialect,
@@ -234,14 +235,50 @@ idempotency_keys = Table(
 )
 """The ledger of side-effect calls (`checkpoints.idempotency`): one row per idempotency key."""
 
+thread_leases = Table(
+    "ironloop_thread_leases",
+    metadata_obj,
+    Column("thread_id", text_key(), primary_key=True),
+    Column("token", BigInteger(), nullable=False),
+    Column("holder", String(255), nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer(), nullable=True),
+    Column("pid_started", String(32), nullable=True),
+    Column("acquired_at", UTCDateTime(), nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""One runner per thread (`checkpoints.leases`): who holds a thread, since when, until when unless renewed. A
+released lease keeps its row (``holder`` NULL), so ``token`` only grows: every acquisition gets a new one."""
+
+approval_decisions = Table(
+    "ironloop_approval_decisions",
+    metadata_obj,
+    Column("key", ascii_key(64), primary_key=True),
+    Column("thread_id", text_key(), nullable=False),
+    Column("checkpoint_id", ascii_key(), nullable=False),
+    Column("tool_call_id", text_key(), nullable=False),
+    Column("round", Integer(), nullable=False),
+    Column("tool", String(255), nullable=False),
+    Column("decision", JSON(), nullable=False),
+    Column("decided_by", String(255), nullable=True),
+    Column("decided_at", UTCDateTime(), nullable=False),
+    Column("refused", Text(), nullable=True),
+    Index(None, "thread_id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""One decision per waiting call (`checkpoints.decisions`): the first process to decide wins, by primary key."""
+
 __all__ = [
     "KEY_LENGTH",
     "UTCDateTime",
+    "approval_decisions",
     "checkpoint_blobs",
     "checkpoint_writes",
     "checkpoints",
     "idempotency_keys",
     "metadata_obj",
+    "thread_leases",
     "tool_approvals",
     "tool_attempts",
     "tool_calls",

@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except CommandError as exc:
-        print(f"ironloop: {'paused' if exc.code == EXIT_PAUSED else 'error'}: {exc}", file=sys.stderr)
+        label = {0: "note", EXIT_PAUSED: "paused"}.get(exc.code, "error")
+        print(f"ironloop: {label}: {exc}", file=sys.stderr)
         return exc.code
     except CheckpointStoreError as exc:
         print(f"ironloop: error: {exc}", file=sys.stderr)
@@ -192,11 +193,11 @@ class Store:
 
 @contextlib.contextmanager
 def open_store(url: str | None) -> Iterator[Store]:
-    from ironloop.checkpoints import SQLAlchemySaver
     from ironloop.checkpoints.database import describe
+    from ironloop.checkpoints.leases import LeasedSaver
     from ironloop.checkpoints.ledger import AttemptLedger
 
-    with SQLAlchemySaver.from_url(url) as saver:
+    with LeasedSaver.from_url(url) as saver:
         saver.setup()  # migrate now: a bad URL or an unreachable database fails before any work
         ledger = AttemptLedger(saver.engine)
         try:
@@ -254,7 +255,8 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"thread {thread}  ({store.where}; search {service.url}, profile {args.profile}, seed {args.seed})")
             print(f"user: {args.question}")
             config = _config(thread, {AGENT_KEY: "demo"})
-            _drive(agent, {"messages": [("user", args.question)]}, config, _approver(args))
+            with _one_runner(store, agent, config, args, "ironloop demo") as approver:
+                _drive(agent, {"messages": [("user", args.question)]}, config, approver)
             return 0
     finally:
         service.stop()
@@ -274,7 +276,9 @@ def run_real_model(args: argparse.Namespace) -> int:
         agent = _agent_from_spec(spec, args, search_url, store, credentials)
         print(f"thread {thread}  ({store.where}; model {spec['ironloop_model']})")
         state_in = {"messages": [("user", args.question)]}
-        answer = _drive(agent, state_in, _config(thread, spec), _approver(args), tokens=args.stream)
+        config = _config(thread, spec)
+        with _one_runner(store, agent, config, args, "ironloop run") as approver:
+            answer = _drive(agent, state_in, config, approver, tokens=args.stream)
         print(answer if answer is not None else "")
     return 0
 
@@ -282,6 +286,10 @@ def run_real_model(args: argparse.Namespace) -> int:
 def resume_thread(args: argparse.Namespace) -> int:
     from ironloop.cli.threads import FINISHED, status_of
 
+    if getattr(args, "enqueue", False):
+        from ironloop.cli.distributed import enqueue_resume
+
+        return enqueue_resume(args)
     credentials = _credentials()
     with _search_url(args, credentials) as search_url, open_store(args.db) as store:
         latest = store.saver.get_tuple({"configurable": {"thread_id": args.thread}})
@@ -298,12 +306,45 @@ def resume_thread(args: argparse.Namespace) -> int:
             print(f"thread {args.thread}: forking from checkpoint {args.checkpoint}")
         elif status_of(agent.get_state(config)) == FINISHED:
             print(f"thread {args.thread} is finished; nothing to resume (use --checkpoint ID to fork a past step)")
-            return 0
+            return _already_decided(store, args)
         else:
             print(f"thread {args.thread}: resuming from checkpoint {latest.config['configurable']['checkpoint_id']}")
-        answer = _drive(agent, None, config, _approver(args), tokens=getattr(args, "stream", False))
+        with _one_runner(store, agent, config, args, "ironloop resume") as approver:
+            answer = _drive(agent, None, config, approver, tokens=getattr(args, "stream", False))
         if spec[AGENT_KEY] != "demo":
             print(answer if answer is not None else "")
+    return 0
+
+
+@contextlib.contextmanager
+def _one_runner(
+    store: Store, agent: Any, config: dict[str, Any], args: argparse.Namespace, command: str
+) -> Iterator[Any]:
+    """Claim the command's decision for the calls waiting now, then run the thread as its one runner
+    (`cli.decisions`); a decision someone else made first is a one-line error."""
+    from ironloop.checkpoints.decisions import AlreadyDecidedError
+    from ironloop.cli.decisions import ContinuedElsewhere, one_runner
+
+    approver = _approver(args)
+    decision = getattr(approver, "decision", None) if args.command == "resume" else None
+    try:
+        with one_runner(store.saver.engine, agent, config, approver, decision, command=command) as recorded:
+            yield recorded
+    except AlreadyDecidedError as exc:
+        raise CommandError(f"{exc}; not run again", EXIT_FAILED) from None
+    except ContinuedElsewhere as exc:
+        raise CommandError(str(exc), 0) from None
+
+
+def _already_decided(store: Store, args: argparse.Namespace) -> int:
+    """A decision given for a thread that waits for none: say who decided last, if anyone did."""
+    from ironloop.checkpoints.decisions import AlreadyDecidedError, DecisionBook
+
+    if not (args.approve or args.reject is not None or args.edit is not None):
+        return 0
+    last = DecisionBook(store.saver.engine).last(args.thread, limit=1)
+    if last:
+        raise CommandError(f"{AlreadyDecidedError(last)}; nothing waits for a decision", EXIT_FAILED)
     return 0
 
 
