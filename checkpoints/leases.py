@@ -152,7 +152,7 @@ class ThreadLeases:
             now = _now()
             expires_at = now + timedelta(seconds=self.ttl_s)
             started = time.monotonic()
-            if current is None:
+            if current is None:  # no row yet: an INSERT, which the primary key lets only one process make
                 statement: Any = lease_sql.first_lease(thread_id, self.runner.columns(), now, expires_at)
                 token = 1
             elif current.is_free(now) or current.is_gone():
@@ -162,7 +162,8 @@ class ThreadLeases:
                 return None
             try:
                 with self._connect("taking a thread lease", write=True) as connection:
-                    changed = connection.execute(statement).rowcount
+                    result = connection.execute(statement)
+                    changed = 1 if current is None else result.rowcount
             except CheckpointStoreError as error:
                 if isinstance(error.__cause__, exc.IntegrityError):
                     continue  # someone inserted the first lease between our read and our insert: look again

@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--profile", default="reference")
     serve.add_argument("--seed", type=int, default=0)
     serve.set_defaults(handler=serve_tools)
+
+    from ironloop.cli.distributed import add_resume_options, register
+
+    register(commands, database)
+    add_resume_options(resume)
     return parser
 
 

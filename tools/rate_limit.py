@@ -1,13 +1,15 @@
 """Rate limits per tool: calls wait for a slot (within their deadline) instead of failing.
 
 The counting is the `limits` library's moving window, in process memory by default; a ``storage_uri`` such
-as ``redis://127.0.0.1:6379`` shares one limit between many worker processes. ``max_concurrent`` also caps
+as ``redis://127.0.0.1:6379`` shares one limit between many worker processes, and ``$IRONLOOP_TRAFFIC_URL``
+(``ironloop worker --traffic``) does so for every limit that names no storage of its own. ``max_concurrent`` also caps
 the calls of the tool in flight at once (per process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +18,14 @@ from ironloop.tools.errors import TransientToolError
 from limits import RateLimitItemPerSecond, storage, strategies
 
 POLL_S = 0.005
+
+TRAFFIC_URL_ENV = "IRONLOOP_TRAFFIC_URL"
+"""Where limits and circuits that name no storage keep their state: ``redis://...`` shares it between processes."""
+
+
+def shared_storage_uri() -> str:
+    """The storage of limits that name none: ``$IRONLOOP_TRAFFIC_URL``, else this process's memory."""
+    return os.environ.get(TRAFFIC_URL_ENV) or "memory://"
 
 
 class RateLimitTimeoutError(TransientToolError):
@@ -29,7 +39,8 @@ class RateLimit:
     calls: int
     per_s: int = 1
     max_concurrent: int | None = None
-    storage_uri: str = "memory://"
+    storage_uri: str | None = None
+    """``memory://``, ``redis://host:port``...; ``None``: `shared_storage_uri` when the limiter is made."""
 
     def __post_init__(self) -> None:
         if self.calls < 1 or self.per_s < 1:
@@ -49,7 +60,9 @@ class RateLimiter:
 
     def __post_init__(self) -> None:
         self._item = RateLimitItemPerSecond(self.config.calls, self.config.per_s)
-        self._window = strategies.MovingWindowRateLimiter(storage.storage_from_string(self.config.storage_uri))
+        self._window = strategies.MovingWindowRateLimiter(
+            storage.storage_from_string(self.config.storage_uri or shared_storage_uri())
+        )
 
     async def acquire(self, deadline_at: float | None) -> float:
         """Wait for a slot; returns the seconds waited. Raises `RateLimitTimeoutError` past the deadline."""
