@@ -251,10 +251,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--concurrency", type=_positive_int, default=3, help="tasks in flight at once (default 3)")
     parser.add_argument("--json", dest="json_out", default=str(RESULTS_DIR / "crash.json"), help="write figures here")
+    fleet = parser.add_argument_group("--distributed: Celery workers on a broker (benchmarks/crash_distributed.py)")
+    fleet.add_argument("--distributed", action="store_true", help="kill Celery workers instead of single processes")
+    fleet.add_argument("--broker", default=None, help="broker URL (default: $IRONLOOP_BROKER_URL or local RabbitMQ)")
+    fleet.add_argument("--workers", type=_positive_int, default=2, help="worker commands at once (default 2)")
+    fleet.add_argument("--worker-concurrency", type=_positive_int, default=2, help="processes per worker (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ironloop.cli.app import EXIT_USAGE, CommandError
+
+    if args.distributed:
+        from ironloop.benchmarks.crash_distributed import run as run_distributed
+
+        return run_distributed(args)
 
     try:
         plan = CrashPlan(

@@ -511,6 +511,7 @@ def _chat_openai(model_name: str | None, endpoint: Endpoint) -> Any:
 
 
 def list_threads(args: argparse.Namespace) -> int:
+    from ironloop.checkpoints.leases import ThreadLeases
     from ironloop.cli.approver import describe_request
     from ironloop.cli.threads import failure_of, pending_approvals, recent_threads, status_of
     from ironloop.demo.agent import build_demo_agent
@@ -521,6 +522,7 @@ def list_threads(args: argparse.Namespace) -> int:
         if not rows:
             print(f"no threads in {store.where}")
             return 0
+        held = ThreadLeases(store.saver.engine).holders([row.thread_id for row in rows])
         print(f"{'thread':<24} {'created':<19} {'last active':<19} {'step':>5}  status")
         for row in rows:
             snapshot = agent.get_state({"configurable": {"thread_id": row.thread_id}})
@@ -528,7 +530,8 @@ def list_threads(args: argparse.Namespace) -> int:
             failure = failure_of(snapshot) or "; ".join(describe_request(i.value) for i in pending_approvals(snapshot))
             step = (snapshot.metadata or {}).get("step", "-")
             line = f"{row.thread_id:<24} {_when(row.created_at)} {_when(row.updated_at)} {step:>5}  {status}"
-            print(line + (f" ({failure[:80]})" if failure else ""))
+            line += f" ({failure[:80]})" if failure else ""
+            print(line + (f"  [running: {held[row.thread_id].describe()}]" if row.thread_id in held else ""))
     return 0
 
 

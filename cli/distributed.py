@@ -1,6 +1,6 @@
 """``ironloop worker``, ``ironloop submit`` and ``ironloop resume --enqueue``: the commands of a fleet of workers.
 
-``worker`` runs a Celery worker (`distributed.app`) after checking its configuration (`distributed.checks`).
+``worker`` runs a Celery worker (`distributed.celery_app`) after checking its configuration (`distributed.checks`).
 ``submit`` queues a question and prints the thread id (with ``--wait``, the run's trajectory and answer once it
 is over). ``resume THREAD --enqueue`` records the decision (``--approve``/``--reject``/``--edit``; the first
 process to decide wins) and queues the continuation for any worker, instead of running it here;
@@ -82,7 +82,7 @@ def run_worker(args: argparse.Namespace) -> int:
         check_fleet(settings, concurrency=args.concurrency)
     except (FleetConfigError, ValueError) as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
-    from ironloop.distributed.app import app
+    from ironloop.distributed.celery_app import app
 
     argv = ["worker", "--concurrency", str(args.concurrency), "--queues", settings.queue]
     argv += ["--loglevel", args.loglevel, "--hostname", f"ironloop-{os.getpid()}@%h", "--without-gossip"]
@@ -92,7 +92,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 def submit_question(args: argparse.Namespace) -> int:
     _fleet_environment(args)
-    from ironloop.distributed.submit import submit
+    from ironloop.distributed.submission import submit
 
     try:
         handle = submit(args.question, args.thread)
@@ -111,7 +111,7 @@ def enqueue_resume(args: argparse.Namespace) -> int:
     from ironloop.checkpoints.decisions import AlreadyDecidedError, DecisionBook, WaitingCall
     from ironloop.cli.decisions import checkpoint_of
     from ironloop.cli.threads import FINISHED, pending_approvals, status_of
-    from ironloop.distributed.submit import enqueue_continuation, structure_agent
+    from ironloop.distributed.submission import enqueue_continuation, structure_agent
 
     if args.checkpoint:
         raise CommandError("--checkpoint (a fork) runs here only: drop --enqueue to fork", EXIT_USAGE)
@@ -156,7 +156,7 @@ def enqueue_resume(args: argparse.Namespace) -> int:
 def _wait(handle: Any, args: argparse.Namespace) -> int:
     from ironloop.checkpoints import SQLAlchemySaver
     from ironloop.cli.threads import FAILED, WAITING_FOR_APPROVAL
-    from ironloop.distributed.submit import WaitTimeoutError, structure_agent
+    from ironloop.distributed.submission import WaitTimeoutError, structure_agent
     from ironloop.graph.state import current_run
 
     try:

@@ -42,7 +42,14 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_cancel_long_running_tasks_on_connection_loss=True,
     broker_transport_options=(
-        {"visibility_timeout": settings.visibility_s} if settings.redis_broker else {"confirm_publish": True}
+        {
+            "visibility_timeout": settings.visibility_s,
+            # Look for unacknowledged messages past their timeout every interval (by default only every 100 s).
+            "unacked_restore_interval": max(1.0, min(10.0, settings.visibility_s / 5)),
+            "unacked_restore_throttle": 1,
+        }
+        if settings.redis_broker
+        else {"confirm_publish": True}
     ),
 )
 
@@ -56,6 +63,8 @@ def run_thread(self: Task, thread_id: str, message: str | None = None, message_i
     """Run (or continue) a thread on this worker until it finishes or waits for a person."""
     from ironloop.distributed.runs import worker_runtime
 
+    if (self.request.delivery_info or {}).get("redelivered"):
+        log.info("thread %s: redelivered task %s", thread_id, self.request.id)
     try:
         outcome = worker_runtime().run(thread_id, message, message_id, lease_wait_s=LEASE_WAIT_S)
     except ThreadBusyError as exc:  # a duplicate delivery while the holder lives: back off, look again later
@@ -78,7 +87,7 @@ def _check_worker(sender: Any = None, **_: Any) -> None:
     runs.node_name = str(getattr(sender, "hostname", "") or "")
     pool = getattr(getattr(sender, "pool_cls", None), "__module__", "") or str(getattr(sender, "pool_cls", ""))
     try:
-        check_fleet(settings, concurrency=getattr(sender, "concurrency", 1), solo="solo" in pool)
+        check_fleet(Settings.from_env(), concurrency=getattr(sender, "concurrency", 1), solo="solo" in pool)
     except FleetConfigError as exc:
         print(f"ironloop worker: error: {exc}", file=sys.stderr)
         sys.exit(2)

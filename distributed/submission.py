@@ -116,7 +116,7 @@ def _check_thread(thread_id: str) -> None:
 
 
 def _send(args: tuple[Any, ...], queue: str | None, broker_url: str | None) -> str:
-    from ironloop.distributed.app import run_thread, settings
+    from ironloop.distributed.celery_app import run_thread, settings
 
     options: dict[str, Any] = {"queue": queue or settings.queue}
     if broker_url is None:
