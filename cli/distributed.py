@@ -27,7 +27,7 @@ def register(commands: Any, database: argparse.ArgumentParser) -> None:
     broker.add_argument("--queue", default=None, help="queue name (default: $IRONLOOP_QUEUE or ironloop)")
 
     worker = commands.add_parser("worker", parents=[database, broker], help="run a Celery worker for queued threads")
-    worker.add_argument("--concurrency", type=_positive_int, default=1, help="worker processes (default 1)")
+    worker.add_argument("-c", "--concurrency", type=_positive_int, default=1, help="worker processes (default 1)")
     worker.add_argument("--agent", default=None, help="MODULE:FACTORY building the agent from a checkpointer")
     worker.add_argument("--traffic", default=None, help="redis://... sharing rate limits and circuits (default: none)")
     worker.add_argument("--loglevel", default="INFO")
