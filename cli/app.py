@@ -328,7 +328,7 @@ def _one_runner(
     """Claim the command's decision for the calls waiting now, then run the thread as its one runner
     (`cli.decisions`); a decision someone else made first is a one-line error."""
     from ironloop.checkpoints.decisions import AlreadyDecidedError
-    from ironloop.cli.decisions import ContinuedElsewhere, one_runner
+    from ironloop.cli.decisions import ContinuedElsewhere, NothingToDecide, one_runner
 
     approver = _approver(args)
     decision = getattr(approver, "decision", None) if args.command == "resume" else None
@@ -337,6 +337,8 @@ def _one_runner(
             yield recorded
     except AlreadyDecidedError as exc:
         raise CommandError(f"{exc}; not run again", EXIT_FAILED) from None
+    except NothingToDecide as exc:
+        raise CommandError(str(exc), EXIT_FAILED) from None
     except ContinuedElsewhere as exc:
         raise CommandError(str(exc), 0) from None
 

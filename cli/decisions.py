@@ -24,6 +24,10 @@ from langgraph.types import Interrupt
 from sqlalchemy import Engine
 
 
+class NothingToDecide(Exception):
+    """A decision was given for a thread where no call waits for one (and nobody decided one)."""
+
+
 class ContinuedElsewhere(Exception):
     """The decision this command claimed was applied by another process while this one waited for the thread."""
 
@@ -91,9 +95,15 @@ def one_runner(
     if decision is not None:
         snapshot = agent.get_state(config)
         waiting = [WaitingCall.of(request) for request in pending_approvals(snapshot)]
-        if waiting:
-            book.claim(thread, checkpoint_of(snapshot), waiting, decision)
-            claimed = [call.tool_call_id for call in waiting]
+        if not waiting:  # decided and moving on (another process got there first), or never waiting
+            last = book.last(thread, limit=1)
+            if last:
+                raise AlreadyDecidedError(last)
+            raise NothingToDecide(
+                f"no call of thread {thread} waits for a decision; `ironloop resume {thread}` continues it"
+            )
+        book.claim(thread, checkpoint_of(snapshot), waiting, decision)
+        claimed = [call.tool_call_id for call in waiting]
     leases = ThreadLeases(engine, runner=Runner.this_process(f"{who(command)} pid {os.getpid()}"))
     lease = leases.try_acquire(thread)
     if lease is None:
