@@ -32,6 +32,9 @@ class CircuitBreaker:
     """Consecutive failed attempts that open the circuit."""
     cooldown_s: float = 10.0
     """How long an open circuit refuses calls before letting one probe through."""
+    storage_uri: str | None = None
+    """``redis://...``: one circuit per tool shared by every process (`tools.shared_circuit`); ``None``:
+    ``$IRONLOOP_TRAFFIC_URL`` if set, else this process's own."""
 
     def __post_init__(self) -> None:
         if self.failures < 1 or self.cooldown_s <= 0:

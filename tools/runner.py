@@ -44,6 +44,7 @@ from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
 from ironloop.tools.rate_limit import RateLimiter
 from ironloop.tools.records import Attempt, AttemptOutcome, CallListener, CallOutcome, CallRecord
 from ironloop.tools.redaction import scrub_exception, scrub_message
+from ironloop.tools.shared_circuit import open_circuit
 from ironloop.tools.untrusted import wrap_untrusted
 from ironloop.tools.validation import Rejection
 from langchain_core.messages import ToolMessage
@@ -386,7 +387,7 @@ class ToolCallRunner:
         with self._state_lock:
             circuit = self._circuits.get(tool)
             if circuit is None or circuit.config != policy.circuit_breaker:
-                circuit = self._circuits[tool] = Circuit(policy.circuit_breaker)
+                circuit = self._circuits[tool] = open_circuit(policy.circuit_breaker, tool)
             return circuit
 
     def _limiter(self, tool: str, policy: ToolPolicy) -> RateLimiter | None:
