@@ -363,7 +363,7 @@ class FleetCrash:
         for thread in threads:
             holder = held.get(thread)
             pid = holder.runner.pid if holder is not None and holder.runner is not None else None
-            if pid in ours and self._kill(pid):  # type: ignore[arg-type]
+            if pid is not None and pid in ours and self._kill(pid):
                 self.figures.kills_by_target["after commit"] += 1
 
     def _kill(self, pid: int) -> bool:
@@ -405,9 +405,10 @@ class FleetCrash:
             calls = [c for m in messages if isinstance(m, AIMessage) for c in m.tool_calls]
             answers = Counter(m.tool_call_id for m in messages if isinstance(m, ToolMessage))
             for call in calls:
-                if answers[call["id"]] != 1:
+                seen = answers[str(call["id"])]
+                if seen != 1:
                     f.orphaned_calls += 1
-                    f.problems.append(f"{task.thread_id}: call {call['id']} has {answers[call['id']]} observations")
+                    f.problems.append(f"{task.thread_id}: call {call['id']} has {seen} observations")
             for asked in task.charges:
                 if made[asked] != 1:
                     f.duplicate_charges += max(0, made[asked] - 1)

@@ -177,10 +177,10 @@ def measure(
             print(f"contenders ready: {', '.join(contenders)}; {tasks} tasks per batch, {rounds} rounds", flush=True)
             order = list(contenders)
             for name in order:  # warm-up: every worker process builds its runtime before anything is timed
-                contenders[name].batch(saver, f"warm-{tag}-{name[0]}", min(tasks, 2 * max(counts) + 2))
+                contenders[name].batch(saver, f"warm-{tag}-{_slug(name)}", min(tasks, 2 * max(counts) + 2))
             for round_ in range(rounds):
                 for name in order if round_ % 2 == 0 else order[::-1]:
-                    prefix = f"scale-{tag}-{round_}-{name.split()[0]}"
+                    prefix = f"scale-{tag}-{round_}-{_slug(name)}"
                     wall, latencies, cpu, correct = contenders[name].batch(saver, prefix, tasks)
                     batch = Batch(name, tasks, wall, latencies, cpu, correct)
                     results.batches.append(batch)
@@ -316,6 +316,10 @@ def baseline_main(threads: int) -> int:
             print(json.dumps({"ok": True}), flush=True)
     runtime.close()
     return 0
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_")
 
 
 def _question() -> str:

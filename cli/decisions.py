@@ -68,7 +68,7 @@ class RecordedApprover:
             standing = self.run.standing(checkpoint, WaitingCall.of(request).tool_call_id)
             if standing is not None and standing.key not in self.told:
                 self.told.add(standing.key)
-                value = request.value if isinstance(request.value, Mapping) else {}
+                value = dict(request.value) if isinstance(request.value, Mapping) else {}
                 print(f"approval: {describe_request(value)} {standing.describe().split('] ', 1)[1]}", file=self.out)
         return found
 

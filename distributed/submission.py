@@ -7,6 +7,7 @@ that was redelivered or retried is waited for all the same.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -115,11 +116,18 @@ def _check_thread(thread_id: str) -> None:
         raise ValueError(f"a thread id is 1 to {KEY_LENGTH} characters without NUL, got {thread_id[:60]!r}")
 
 
+_connections: dict[str, Any] = {}
+_connections_lock = threading.Lock()
+
+
 def _send(args: tuple[Any, ...], queue: str | None, broker_url: str | None) -> str:
     from ironloop.distributed.celery_app import run_thread, settings
 
     options: dict[str, Any] = {"queue": queue or settings.queue}
-    if broker_url is None:
+    if broker_url is None or broker_url == settings.broker_url:
         return str(run_thread.apply_async(args, **options).id)
-    with run_thread.app.connection_for_write(broker_url) as connection:
+    with _connections_lock:  # another broker than the app's: one connection per URL, kept, used one send at a time
+        connection = _connections.get(broker_url)
+        if connection is None:
+            connection = _connections[broker_url] = run_thread.app.connection_for_write(broker_url)
         return str(run_thread.apply_async(args, connection=connection, **options).id)
