@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ironloop.benchmarks.processes import children, stop_group
+
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 CUSTOMERS = ("ada", "bob", "cyd")
 P_COMMIT_KILL = 0.25
@@ -177,7 +179,7 @@ class _Worker:
         """The worker's pool processes (children of its main process)."""
         if self.process is None:
             return []
-        return _children(self.process.pid)
+        return children(self.process.pid)
 
     def kill_whole(self) -> None:
         assert self.process is not None
@@ -189,16 +191,8 @@ class _Worker:
         self.start()
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_group(self.process)
 
 
 class FleetCrash:
@@ -434,15 +428,6 @@ def run_fleet_crash(plan: FleetCrashPlan, workdir: Path) -> FleetCrashFigures:
     if not figures.ok:
         figures.problems.append(f"workers' logs are in {workdir}")
     return figures
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as handle:
-                found += [int(p) for p in handle.read().split()]
-    return found
 
 
 def _close_broker_connections(pids: list[int]) -> int:

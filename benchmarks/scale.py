@@ -22,7 +22,6 @@ import json
 import math
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from ironloop.benchmarks import RESULTS_DIR
+from ironloop.benchmarks.processes import cpu_s, stop_group
 
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 BASELINE = "1 process"
 READY_TIMEOUT_S = 180.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -233,7 +232,7 @@ class _Workers(_Contender):
     def batch(self, saver: Any, prefix: str, tasks: int) -> tuple[float, list[float], float, int]:
         from ironloop.distributed.submission import submit
 
-        cpu_before = _cpu_s(self.process.pid)
+        cpu_before = cpu_s(self.process.pid)
         submitted: dict[str, float] = {}
         for index in range(tasks):
             thread = f"{prefix}-{index}"
@@ -241,18 +240,11 @@ class _Workers(_Contender):
             submit(_question(), thread, queue=self.queue, broker_url=self.env["IRONLOOP_BROKER_URL"],
                    db_url=self.env["IRONLOOP_DB_URL"])  # fmt: skip
         _wait_released(saver, list(submitted))
-        cpu = _cpu_s(self.process.pid) - cpu_before
+        cpu = cpu_s(self.process.pid) - cpu_before
         return _figures(saver, submitted, cpu)
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
 
 
 class _Baseline(_Contender):
@@ -371,26 +363,6 @@ def _figures(saver: Any, submitted: dict[str, float], cpu_s: float) -> tuple[flo
         for t in submitted
     )
     return wall, latencies, cpu_s, correct
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU time (user + system) of a process and its children now alive."""
-    total = 0.0
-    for each in [pid, *_children(pid)]:
-        with contextlib.suppress(OSError, IndexError):
-            with open(f"/proc/{each}/stat", encoding="ascii") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as handle:
-                found += [int(p) for p in handle.read().split()]
-    return found
 
 
 def _percentile(values: list[float], q: float) -> float:

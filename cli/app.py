@@ -466,6 +466,13 @@ def _agent_from_spec(
 
     if spec[AGENT_KEY] == "demo":
         return build_demo_agent(search_url, checkpointer=store.saver, listeners=[store.ledger], credentials=credentials)
+    if str(spec[AGENT_KEY]).startswith("factory:"):  # a thread a worker ran with `--agent MODULE:FACTORY`
+        from ironloop.distributed.agents import AgentSpecError, load_factory
+
+        try:
+            return load_factory(str(spec[AGENT_KEY]).removeprefix("factory:"))(store.saver)
+        except AgentSpecError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
     endpoint = _endpoint(args, spec.get("ironloop_base_url") or None)
     model = _chat_openai(args.model or spec.get("ironloop_model") or os.environ.get("IRONLOOP_MODEL"), endpoint)
     fallback = args.fallback_model or spec.get("ironloop_fallback_model")
