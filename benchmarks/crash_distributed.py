@@ -53,8 +53,10 @@ class FleetCrashPlan:
     """Worker commands (``ironloop worker``) running at once."""
     concurrency: int = 2
     """Processes per worker."""
-    in_flight: int = 6
+    in_flight: int = 8
     """Tasks submitted and not yet finished, at most."""
+    max_kills_per_thread: int = 3
+    """Kills of worker processes running one thread, at most (whole-worker kills not counted)."""
     whole_worker_share: float = 0.1
     """Share of timed kills that take a whole worker (its main process) instead of one of its processes."""
     broker_drops: int = 1
@@ -207,6 +209,7 @@ class FleetCrash:
         self.tasks: list[_Task] = []
         self.by_customer: dict[str, _Task] = {}
         self.pending_commit_kill: list[str] = []
+        self.kills_by_thread: Counter[str] = Counter()
 
     # -- the run
 
@@ -334,16 +337,23 @@ class FleetCrash:
             self.figures.kills_by_target["whole worker"] += 1
             return
         ours = {pid for w in ready for pid in w.processes()}
-        busy = sorted(pid for pid in self._busy() if pid in ours)
-        if busy and self._kill(self.rng.choice(busy)):
-            self.figures.kills_by_target["worker process"] += 1
+        busy = sorted((pid, thread) for pid, thread in self._busy().items() if pid in ours and self._may_kill(thread))
+        if busy:
+            pid, thread = self.rng.choice(busy)
+            if self._kill(pid, thread):
+                self.figures.kills_by_target["worker process"] += 1
+
+    def _may_kill(self, thread: str) -> bool:
+        """Each thread is killed at most ``max_kills_per_thread`` times, so kills spread over many tasks."""
+        return self.kills_by_thread[thread] < self.plan.max_kills_per_thread
 
     def _on_commit(self, charge: Any) -> None:
         """The payments service just committed a charge (its answer not sent yet): perhaps kill the worker process
         that asked for it, right now (from the service's thread; the kill itself is cheap)."""
         with self.lock:
             task = self.by_customer.get(charge.customer_id)
-            if task is not None and self.figures.kills < self.plan.kills and self.rng.random() < P_COMMIT_KILL:
+            chosen = task is not None and self._may_kill(task.thread_id) and self.rng.random() < P_COMMIT_KILL
+            if task is not None and chosen and self.figures.kills < self.plan.kills:
                 self.pending_commit_kill.append(task.thread_id)
         self._commit_kills()
 
@@ -357,16 +367,17 @@ class FleetCrash:
         for thread in threads:
             holder = held.get(thread)
             pid = holder.runner.pid if holder is not None and holder.runner is not None else None
-            if pid is not None and pid in ours and self._kill(pid):
+            if pid is not None and pid in ours and self._kill(pid, thread):
                 self.figures.kills_by_target["after commit"] += 1
 
-    def _kill(self, pid: int) -> bool:
+    def _kill(self, pid: int, thread: str) -> bool:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             return False
         with self.lock:
             self.figures.kills += 1
+            self.kills_by_thread[thread] += 1
         return True
 
     # -- the checks
