@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         batch.pop("latencies_s")
     out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
-    plot = _plot(results, out.with_suffix(".png"))
+    plot = plot_throughput(results.table(), results.machine, out.with_suffix(".png"))
     if plot:
         print(f"wrote {plot}")
     return 0
@@ -370,7 +370,8 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[max(1, math.ceil(len(ordered) * q / 100)) - 1] if ordered else float("nan")
 
 
-def _plot(results: ScaleResults, path: Path) -> Path | None:
+def plot_throughput(table: list[dict[str, Any]], machine: str, path: Path) -> Path | None:
+    """Throughput against worker processes, the baseline as a line (from `ScaleResults.table` rows)."""
     try:
         import matplotlib
 
@@ -378,7 +379,6 @@ def _plot(results: ScaleResults, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    table = results.table()
     workers = [(int(r["contender"].split()[0]), r["tasks_per_s"]) for r in table if r["contender"] != BASELINE]
     baseline = next((r["tasks_per_s"] for r in table if r["contender"] == BASELINE), None)
     figure, axes = plt.subplots(figsize=(5, 3.5))
@@ -388,7 +388,8 @@ def _plot(results: ScaleResults, path: Path) -> Path | None:
     axes.set_xlabel("worker processes")
     axes.set_ylabel("tasks / s")
     axes.set_xticks([w for w, _ in workers])
-    axes.set_title(f"throughput ({results.machine})", fontsize=9)
+    axes.set_ylim(bottom=0)
+    axes.set_title(f"throughput ({machine})", fontsize=9)
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
