@@ -77,6 +77,10 @@ def run_thread(self: Task, thread_id: str, message: str | None = None, message_i
     return outcome.as_dict()
 
 
+_ours = False
+"""Whether this process is (or was forked from) a worker of this app."""
+
+
 @signals.worker_init.connect
 def _check_worker(sender: Any = None, **_: Any) -> None:
     """Refuse what cannot work (SQLite shared by several processes), then import the runtime once, so worker
@@ -84,6 +88,10 @@ def _check_worker(sender: Any = None, **_: Any) -> None:
     from ironloop.distributed import runs
     from ironloop.distributed.checks import FleetConfigError, check_fleet
 
+    global _ours
+    if getattr(sender, "app", None) is not app:  # Celery's signals are global: another app's worker in this process
+        return
+    _ours = True
     runs.node_name = str(getattr(sender, "hostname", "") or "")
     pool = getattr(getattr(sender, "pool_cls", None), "__module__", "") or str(getattr(sender, "pool_cls", ""))
     try:
@@ -98,6 +106,8 @@ def _warm_process(**_: Any) -> None:
     """Build this worker process's runtime before it takes a task (a failure is retried by the first task)."""
     from ironloop.distributed.runs import worker_runtime
 
+    if not _ours:
+        return
     try:
         worker_runtime()
     except Exception as exc:
