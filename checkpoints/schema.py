@@ -10,8 +10,10 @@ Checkpoints use the PostgreSQL saver's layout, so a step rewrites only what chan
 
 Table names carry an ``ironloop_`` prefix so they never meet the official LangGraph savers' ``checkpoints``
 tables (or anyone else's) in a shared database. `tool_calls` and `tool_attempts` are the attempt ledger
-(`checkpoints.ledger`), with `tool_approvals` for the decisions on calls that waited for a human. The
-migrations in ``checkpoints/migrations`` create exactly these tables; a test checks that the two agree.
+(`checkpoints.ledger`), with `tool_approvals` for the decisions on calls that waited for a human.
+`thread_leases` says who runs a thread now (`checkpoints.leases`), `approval_decisions` which decision on a
+waiting call came first (`checkpoints.decisions`). The migrations in ``checkpoints/migrations`` create exactly
+these tables; a test checks that the two agree.
 
 Portability: ids are ``VARCHAR(255)``; blobs are ``LargeBinary`` (``LONGBLOB`` on MySQL/MariaDB). On
 MySQL/MariaDB, text keys use the binary ``utf8mb4_bin`` collation (thread ``"A"`` and ``"a"`` stay two

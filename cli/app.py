@@ -1,8 +1,10 @@
 """The ``ironloop`` command: a thin layer over the graph and the checkpoint store.
 
-Exit codes: 0 done, 1 the run failed (it can be resumed), 2 bad usage or configuration, 3 paused: a tool call
-waits for a human's approval (``ironloop resume THREAD --approve`` or ``--reject REASON`` decides, from any
-process), 130 interrupted. Errors are one line on stderr, never a traceback.
+Exit codes: 0 done, 1 the run failed (it can be resumed) or a decision came second ("already decided: ..."), 2
+bad usage or configuration, 3 paused: a tool call waits for a human's approval (``ironloop resume THREAD
+--approve`` or ``--reject REASON`` decides, from any process; the first decision wins), 130 interrupted. Errors
+are one line on stderr, never a traceback. A thread has one runner at a time (`cli.decisions`): a command that
+finds it running waits for the other to finish.
 
 Approval: a run whose calls need approval (`tools.approval`) asks at the terminal when stdin is one; with
 ``--approve-all`` / ``--deny-all`` it answers every request itself; otherwise (stdin not a TTY, no flag) it
