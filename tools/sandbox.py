@@ -440,7 +440,7 @@ async def _launch(box: Sandbox, bounds: CallBounds) -> AsyncIterator[_Sandboxed]
                 os.close(sandboxed.init_pidfd)
     finally:
         if cgroup is not None:
-            cgroup.remove()
+            await asyncio.to_thread(cgroup.remove)  # waits for the killed processes to be gone
         for fd in pipes:
             os.close(fd)
 
