@@ -164,9 +164,9 @@ class SandboxResult:
     """What a run produced. ``limits_hit`` names every limit the program ran into, in the order they were
     found, as ironloop saw them from outside the program (nothing the program prints or raises can add one):
     ``timeout``, ``output``, ``memory`` (the call's memory cgroup killed a process), ``processes`` (its pids
-    cgroup refused a fork), ``cpu`` (a process was killed at its CPU limit). A process that reaches one of its
-    own rlimits (address space, processes, file size, open files) gets the error Python raises for it
-    (``MemoryError``, ``OSError``), which shows in ``stderr`` like any other."""
+    cgroup refused a fork), ``cpu`` (the program's process, or an orphan, was killed at its CPU limit). A
+    process that reaches one of its own rlimits (address space, processes, file size, open files) gets the error
+    Python raises for it (``MemoryError``, ``OSError``), which shows in ``stderr`` like any other."""
 
     stdout: str
     stderr: str
