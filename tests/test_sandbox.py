@@ -799,6 +799,8 @@ raise MemoryError
     assert result.limits_hit == [] and result.signal is None and result.exit_status == 1
     forged_exit = run(box, "import sys\nsys.exit(128 + 24)")
     assert forged_exit.exit_status == 152 and forged_exit.signal is None and forged_exit.limits_hit == []
+    self_signalled = run(box, "import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)")
+    assert self_signalled.signal == "SIGXCPU" and self_signalled.limits_hit == []  # true, but no CPU limit hit
 
 
 # -- where the bounds come from ------------------------------------------------------------------------------------
