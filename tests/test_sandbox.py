@@ -680,7 +680,9 @@ for child in children:
         done.set()
         sampler.join()
     print(f"peak resident: {peak / MiB:.0f} MiB")
-    assert 100 * MiB < peak <= BOUNDED.total_memory()  # the hogs did allocate, and never past the total
+    # The hogs did allocate, and never past the total (the sum is read process by process: a hog killed and
+    # another grown between two reads could add a little).
+    assert 100 * MiB < peak <= BOUNDED.total_memory() + 16 * MiB
     if bounded_box.cgroups:
         assert result.limits_hit == ["memory"] and "hog ended -9" in result.stdout  # the kernel killed some
     else:  # 450 MiB // 200 MiB: two processes, the program and one hog
