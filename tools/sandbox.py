@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ironloop.tools.errors import PermanentToolError
+from ironloop.tools.errors import PermanentToolError, SandboxUnavailableError
 from ironloop.tools.policy import ToolPolicy
 from ironloop.tools.sandbox_cgroup import CallCgroup, CgroupPlan, remove_stale
 from ironloop.tools.sandbox_seccomp import seccomp_filter
@@ -191,10 +191,6 @@ class SandboxResult:
         fields["limit"] = self.limit
         fields["duration_s"] = round(self.duration_s, 3)
         return json.dumps(fields, ensure_ascii=False)
-
-
-class SandboxUnavailableError(PermanentToolError):
-    """The isolation ``run_python`` needs is not available on this machine; nothing was run."""
 
 
 def _default_python() -> str:
