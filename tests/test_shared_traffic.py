@@ -11,7 +11,8 @@ import time
 import uuid
 
 import pytest
-from ironloop.tools.circuit import Circuit, CircuitBreaker, CircuitOpenError, CircuitState
+from ironloop.tools.circuit import Circuit, CircuitBreaker, CircuitState
+from ironloop.tools.errors import CircuitOpenError
 from ironloop.tools.rate_limit import RateLimit, RateLimiter, RateLimitTimeoutError
 from ironloop.tools.shared_circuit import RedisCircuit, open_circuit
 

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ironloop.tools.errors import TransientToolError
+from ironloop.tools.errors import RateLimitTimeoutError
 from limits import RateLimitItemPerSecond, storage, strategies
 
 POLL_S = 0.005
@@ -26,10 +26,6 @@ TRAFFIC_URL_ENV = "IRONLOOP_TRAFFIC_URL"
 def shared_storage_uri() -> str:
     """The storage of limits that name none: ``$IRONLOOP_TRAFFIC_URL``, else this process's memory."""
     return os.environ.get(TRAFFIC_URL_ENV) or "memory://"
-
-
-class RateLimitTimeoutError(TransientToolError):
-    """No slot freed up before the call's deadline."""
 
 
 @dataclass(frozen=True, kw_only=True)

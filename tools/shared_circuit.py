@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ironloop.tools.circuit import Circuit, CircuitBreaker, CircuitOpenError, CircuitState
+from ironloop.tools.circuit import Circuit, CircuitBreaker, CircuitState
+from ironloop.tools.errors import CircuitOpenError
 from ironloop.tools.rate_limit import shared_storage_uri
 
 log = logging.getLogger(__name__)
