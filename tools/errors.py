@@ -2,7 +2,8 @@
 
     ToolError
     ├── TransientToolError        worth another attempt (backoff; ``retry_after_s`` honoured)
-    │   └── ToolTimeoutError      an attempt passed its ``timeout_s``
+    │   ├── ToolTimeoutError      an attempt passed its ``timeout_s``
+    │   └── NotSentError          the request never reached the service, so it cannot have had an effect
     └── PermanentToolError        another attempt would fail the same way; shown to the model
         └── InvalidToolCallError  the call was never dispatched (unknown tool, arguments off-schema)
 
@@ -48,6 +49,10 @@ class ToolTimeoutError(TransientToolError):
     """An attempt did not answer within its timeout; the runtime stopped waiting for it."""
 
 
+class NotSentError(TransientToolError):
+    """The request never left (no connection, the server could not be started): retrying cannot duplicate it."""
+
+
 class PermanentToolError(ToolError):
     """A fault another attempt would meet again (bad input, not found, forbidden): never retried."""
 
@@ -66,6 +71,7 @@ TRANSIENT_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = tuple(
 """Transport failures of either httpx (a user's tool) or httpx2 (ours): worth another attempt."""
 
 NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (
+    NotSentError,
     httpx.ConnectError,
     httpx.ConnectTimeout,
     httpx2.ConnectError,
