@@ -223,8 +223,9 @@ class ServerConnection:
             )
         finally:
             _request_ids.reset(token)
+        racing: set[asyncio.Future[Any]] = {call, life.ended}
         try:
-            await asyncio.wait({call, life.ended}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
             if not call.done():  # the session died first: an answer may still be on its way
                 await asyncio.wait({call}, timeout=LOST_GRACE_S)
         except asyncio.CancelledError:
@@ -420,7 +421,7 @@ class ServerConnection:
             async with asyncio.timeout(self.ping_timeout_s):
                 await life.session.send_ping()
         except Exception as exc:
-            logger.warning("MCP server %r did not answer a ping (%s): restarting its session", self.name, exc)
+            logger.warning("MCP server %r did not answer a ping (%r): its session ends", self.name, exc)
             life.end(f"the server stopped answering (no ping reply within {self.ping_timeout_s:g} s)")
 
 

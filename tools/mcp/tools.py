@@ -14,6 +14,7 @@ graph's custom stream (and so in ``ironloop run``'s trajectory).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import threading
 from collections.abc import Awaitable, Callable
@@ -154,6 +155,7 @@ def _progress_reporter(runtime: ToolRuntime | None, tool: str) -> ProgressFnT | 
         return None
     loop = asyncio.get_running_loop()
     thread = threading.get_ident()
+    context = contextvars.copy_context()  # LangGraph's writer reads the run's config from the caller's context
     tool_call_id = runtime.tool_call_id if runtime is not None else None
 
     async def report(progress: float, total: float | None, message: str | None) -> None:
@@ -163,8 +165,8 @@ def _progress_reporter(runtime: ToolRuntime | None, tool: str) -> ProgressFnT | 
         if message:
             event["message"] = message
         if threading.get_ident() == thread:
-            writer(event)
+            context.run(writer, event)
         else:
-            loop.call_soon_threadsafe(writer, event)
+            loop.call_soon_threadsafe(writer, event, context=context)
 
     return report
