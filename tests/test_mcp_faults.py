@@ -7,10 +7,12 @@ cancel, and changed.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ironloop.cli.trajectory import TrajectoryPrinter
 from ironloop.graph import build_agent
 from ironloop.tools import ToolPolicy
 from ironloop.tools.idempotency import MemoryIdempotencyStore
@@ -131,20 +133,25 @@ async def test_only_side_effect_calls_carry_an_idempotency_key(server: FaultServ
     assert key and by_tool["append"][IDEMPOTENCY_KEY_META] == key
 
 
-async def test_progress_notifications_reach_the_custom_stream(server: FaultServer) -> None:
+async def test_progress_notifications_reach_the_custom_stream_and_the_trajectory(server: FaultServer) -> None:
+    printed = io.StringIO()
+    printer = TrajectoryPrinter(printed)
     async with MCPServers.from_config(config(faults=server.entry(trust=True))) as mcp:
         agent = build_agent(replay_model(turn(call("slow", steps=3, delay_s=0.05))), mcp.tools, policies=mcp.policies)
-        events = [
-            chunk
-            async for mode, chunk in agent.astream({"messages": [("user", "go")]}, stream_mode=["custom", "updates"])
-            if mode == "custom" and chunk.get("event") == "tool_progress"
-        ]
+        events = []
+        async for mode, chunk in agent.astream({"messages": [("user", "go")]}, stream_mode=["custom", "updates"]):
+            printer.feed(mode, chunk)
+            if mode == "custom" and chunk.get("event") == "tool_progress":
+                events.append(chunk)
     assert [(e["progress"], e["total"], e["message"]) for e in events] == [
         (1, 3, "step 1 of 3"),
         (2, 3, "step 2 of 3"),
         (3, 3, "step 3 of 3"),
     ]
     assert {e["tool"] for e in events} == {"slow"} and all(e["tool_call_id"] for e in events)
+    lines = printed.getvalue().splitlines()
+    assert any(line.strip().endswith("progress 2/3  step 2 of 3") for line in lines), lines
+    assert any(line.strip() == "slow ⇒ did 3 steps" for line in lines), lines
 
 
 async def test_an_is_error_result_is_the_tools_observation_not_retried_by_default(server: FaultServer) -> None:
