@@ -7,7 +7,7 @@ task); calls only borrow it. The session is renewed when:
 
 - the server process exits or the connection closes (the read stream ends: noticed at once);
 - a call meets a broken transport, or the server no longer knows the session (HTTP 404 after a restart);
-- a call that timed out is followed by an unanswered ``ping`` (a hung server): a stdio server is then killed
+- a call that timed out is followed by an unanswered ``ping`` (a hung stdio server): the process is killed
   and started again.
 
 A call in flight when its session dies is classified (`tools.mcp.errors`): never sent (its POST could not
@@ -28,7 +28,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -63,8 +63,8 @@ ResultT = TypeVar("ResultT", bound=BaseModel)
 
 CLIENT_INFO = types.Implementation(name="ironloop", version="1")
 
-CANCEL_NOTICE_TIMEOUT_S = 1.0
-"""Longest wait to hand ``notifications/cancelled`` to the transport (a wedged transport must not hold us)."""
+CANCEL_NOTICE_TIMEOUT_S = 5.0
+"""Longest wait to hand ``notifications/cancelled`` to the transport (a wedged transport must not hold it)."""
 
 LOST_GRACE_S = 0.25
 """After the session died, how long a call still waits for an answer that may already be on its way."""
@@ -79,8 +79,13 @@ respawned at the pace of a read tool's retries."""
 HTTP_TIMEOUT = httpx.Timeout(30.0, read=300.0)
 """The SDK's defaults: a response stream may stay open while a long tool reports progress."""
 
-Streams = tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
-"""A transport's two ends: what the server sends, and where to write to it."""
+PostNotice = Callable[[types.ClientNotification], Awaitable[bool]]
+"""Sends a notification by a route of its own; False if it could not (the SDK's route is then used)."""
+
+Transport = tuple[
+    MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage], PostNotice | None
+]
+"""A transport's ends (what the server sends, where to write to it) and, over streamable HTTP, a notice poster."""
 
 _request_ids: contextvars.ContextVar[list[RequestId] | None] = contextvars.ContextVar(
     "ironloop_mcp_request_ids", default=None
@@ -89,10 +94,19 @@ _request_ids: contextvars.ContextVar[list[RequestId] | None] = contextvars.Conte
 
 class CancellingClientSession(ClientSession):
     """``ClientSession`` that tells the server when it stops waiting: ``notifications/cancelled`` with the
-    request id and a reason, as the specification asks of a sender that times out or gives up."""
+    request id and a reason, as the specification asks of a sender that times out or gives up.
+
+    The notice is sent from a task of its own: the caller's cancellation completes at once (a retry or a hedge
+    must not wait behind it). ``post_notice``, when given, sends it instead of the SDK's transport (see
+    `ServerConnection._transport`)."""
 
     cancellations_sent = 0
     """How many ``notifications/cancelled`` this session sent (for tests and diagnostics)."""
+
+    def __init__(self, *args: Any, post_notice: PostNotice | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.post_notice = post_notice
+        self._notices: set[asyncio.Task[None]] = set()
 
     async def send_request(
         self,
@@ -113,24 +127,30 @@ class CancellingClientSession(ClientSession):
             )
         except McpError as error:
             if error.error.code == SDK_REQUEST_TIMEOUT:
-                await self._notify_cancelled(request, request_id, "timed out")
+                self._notify_cancelled(request, request_id, "timed out")
             raise
         except asyncio.CancelledError:
-            await self._notify_cancelled(request, request_id, "the client stopped waiting")
+            self._notify_cancelled(request, request_id, "the client stopped waiting")
             raise
 
-    async def _notify_cancelled(self, request: types.ClientRequest, request_id: RequestId, reason: str) -> None:
+    def _notify_cancelled(self, request: types.ClientRequest, request_id: RequestId, reason: str) -> None:
         if isinstance(request.root, types.InitializeRequest):
             return  # the specification forbids cancelling initialize
         notice = types.ClientNotification(
             types.CancelledNotification(params=types.CancelledNotificationParams(requestId=request_id, reason=reason))
         )
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_NOTICE_TIMEOUT_S):
-            try:
-                await self.send_notification(notice)
-            except CLOSED_STREAM_ERRORS:
-                return  # the session is gone, and the request with it
-            self.cancellations_sent += 1
+        task = asyncio.get_running_loop().create_task(self._send_notice(notice), context=contextvars.Context())
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _send_notice(self, notice: types.ClientNotification) -> None:
+        try:
+            async with asyncio.timeout(CANCEL_NOTICE_TIMEOUT_S):
+                if self.post_notice is None or not await self.post_notice(notice):
+                    await self.send_notification(notice)
+        except (TimeoutError, httpx.HTTPError, *CLOSED_STREAM_ERRORS):
+            return  # a wedged transport, or the session is gone (and the request with it)
+        self.cancellations_sent += 1
 
 
 @dataclass(eq=False)
@@ -146,6 +166,9 @@ class _Life:
     not_sent: dict[RequestId, BaseException] = field(default_factory=dict)
     """HTTP requests whose POST never reached the server, by JSON-RPC id."""
     health_check: asyncio.Task[None] | None = None
+    protocol_version: str | None = None
+    last_answer_at: float = field(default_factory=time.monotonic)
+    """When the server last answered a call: one that answered lately is not hung."""
 
     def end(self, why: str) -> None:
         if not self.ended.done():
@@ -240,7 +263,9 @@ class ServerConnection:
                 )
             raise MCPServerUnavailable(f"MCP server {self.name!r} is not reachable ({life.ended.result()})")
         try:
-            return call.result()
+            result = call.result()
+            life.last_answer_at = time.monotonic()
+            return result
         except asyncio.CancelledError:
             raise MCPConnectionLost(f"MCP server {self.name!r}: the call was cut off") from None
         except Exception as exc:
@@ -330,14 +355,15 @@ class ServerConnection:
         """Own one life of the session: open the transport and the session, serve until told to stop."""
         try:
             async with AsyncExitStack() as stack:
-                read, write = await stack.enter_async_context(self._transport(life))
+                read, write, post_notice = await stack.enter_async_context(self._transport(life))
                 relay_in, session_read = anyio.create_memory_object_stream[SessionMessage | Exception](0)
                 session = await stack.enter_async_context(
-                    CancellingClientSession(session_read, write, client_info=CLIENT_INFO)
+                    CancellingClientSession(session_read, write, client_info=CLIENT_INFO, post_notice=post_notice)
                 )
                 relay = await stack.enter_async_context(anyio.create_task_group())
                 relay.start_soon(self._relay, read, relay_in, life)
                 initialized = await session.initialize()
+                life.protocol_version = initialized.protocolVersion
                 tools = await list_all_tools(session)
                 self.server_info = initialized.serverInfo
                 life.session = session
@@ -351,7 +377,7 @@ class ServerConnection:
             life.end(f"{type(_leaf(exc)).__name__}: {_leaf(exc)}")
             if not isinstance(exc, Exception):
                 raise
-            logger.info("MCP server %r: session %d ended: %s", self.name, life.number, _leaf(exc))
+            logger.info("MCP server %r: session %d ended: %r", self.name, life.number, _leaf(exc))
         finally:
             life.end("stopped")
 
@@ -371,7 +397,7 @@ class ServerConnection:
         life.end("the server closed the connection")
 
     @contextlib.asynccontextmanager
-    async def _transport(self, life: _Life) -> AsyncIterator[Streams]:
+    async def _transport(self, life: _Life) -> AsyncIterator[Transport]:
         config = self.config
         if config.transport == "stdio":
             assert config.command is not None
@@ -382,7 +408,7 @@ class ServerConnection:
                 cwd=config.cwd,
             )
             async with stdio_client(parameters, errlog=self.errlog or sys.stderr) as (read, write):
-                yield read, write
+                yield read, write, None
             return
         assert config.url is not None
 
@@ -401,18 +427,43 @@ class ServerConnection:
                 read,
                 write,
             ):
-                yield read, write
+                yield read, write, None
             return
         async with (
             client_factory(headers=dict(config.headers)) as client,
-            streamable_http_client(config.url, http_client=client) as (read, write, _),
+            streamable_http_client(config.url, http_client=client) as (read, write, session_id),
         ):
-            yield read, write
+
+            async def post_notice(notice: types.ClientNotification) -> bool:
+                # The SDK's writer posts notifications one at a time, ahead of the requests queued behind them:
+                # under load, a stream of cancellations would hold up every new call. Each goes in a POST of its
+                # own instead, as the streamable HTTP transport allows (a redirect: back to the SDK's route).
+                body = types.JSONRPCNotification(
+                    jsonrpc="2.0", **notice.model_dump(by_alias=True, mode="json", exclude_none=True)
+                ).model_dump(by_alias=True, mode="json", exclude_none=True)
+                headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+                if (sid := session_id()) is not None:
+                    headers["mcp-session-id"] = sid
+                if life.protocol_version is not None:
+                    headers["mcp-protocol-version"] = life.protocol_version
+                response = await client.post(config.url, json=body, headers=headers)
+                return not response.is_redirect
+
+            yield read, write, post_notice
 
     def _check_health(self, life: _Life) -> None:
-        """After a call timed out: ping the server; one that does not answer is hung, and its session ends."""
-        if not life.alive or (life.health_check is not None and not life.health_check.done()):
+        """After a call was abandoned: if a stdio server has answered nothing for a while, ping it; one that
+        does not answer the ping either is hung: its session ends, and the process is killed and started again.
+
+        Only for stdio servers: a new HTTP session would not cure a hung remote server, and over HTTP the SDK
+        posts notifications one at a time, so under overload a ping can wait behind a queue of cancellations
+        and a busy server would pass for a hung one."""
+        if self.config.transport != "stdio" or not life.alive:
             return
+        if life.health_check is not None and not life.health_check.done():
+            return
+        if time.monotonic() - life.last_answer_at < self.ping_timeout_s:
+            return  # it answered lately: a slow call, not a hung server
         life.health_check = asyncio.get_running_loop().create_task(self._ping(life), context=contextvars.Context())
 
     async def _ping(self, life: _Life) -> None:
