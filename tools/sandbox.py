@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ironloop.tools.errors import PermanentToolError
+from ironloop.tools.errors import PermanentToolError, SandboxUnavailableError
 from ironloop.tools.policy import ToolPolicy
 from langchain_core.tools import BaseTool, StructuredTool
 
@@ -110,10 +110,6 @@ class SandboxResult:
         fields["limit"] = self.limit
         fields["duration_s"] = round(self.duration_s, 3)
         return json.dumps(fields, ensure_ascii=False)
-
-
-class SandboxUnavailableError(PermanentToolError):
-    """The isolation ``run_python`` needs is not available on this machine; nothing was run."""
 
 
 def _default_python() -> str:
