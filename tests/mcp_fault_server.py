@@ -13,8 +13,8 @@ Tools (annotations chosen to cover every kind):
 - ``read(item, pause_once_s=0)``: read-only, closed world. Pauses the first time it sees ``item`` (across
   restarts), so a test can kill the process mid-call and see the retry answer at once.
 - ``flaky(item, failures)``: read-only; the first ``failures`` calls per item answer a JSON-RPC error -32603.
-- ``upstream(item, failures)``: read-only, open world; the first ``failures`` calls per item answer ``isError``
-  "upstream search service: HTTP 503 Service Unavailable".
+- ``upstream(item, failures)``: read-only, open world; the first ``failures`` calls per item (across restarts)
+  answer ``isError`` "upstream search service: HTTP 503 Service Unavailable".
 - ``hang()``: read-only; never answers (logs ``cancelled`` when the client cancels it).
 - ``slow(steps, delay_s)``: read-only; reports progress ``steps`` times, then answers.
 - ``picture()``: read-only; a text block and a PNG image block.
@@ -156,9 +156,9 @@ def build_server(ledger: Ledger) -> Server:
             return [types.TextContent(type="text", text=f"value of {item}")]
         if name == "flaky":
             return [types.TextContent(type="text", text=f"value of {item} after {seen[f'flaky-{item}']} tries")]
-        if name == "upstream":
-            seen[f"upstream-{item}"] += 1
-            if seen[f"upstream-{item}"] <= int(arguments["failures"]):
+        if name == "upstream":  # counted in the ledger: a session per call (a process per call) sees the same
+            calls = [e for e in ledger.events("begin") if e["tool"] == name and e["arguments"].get("item") == item]
+            if len(calls) <= int(arguments["failures"]):
                 text = "upstream search service: HTTP 503 Service Unavailable"
                 return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
             return [types.TextContent(type="text", text=f"results for {item}")]

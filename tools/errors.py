@@ -12,6 +12,7 @@ here, at the bottom of the import graph, so every other module can use it (the c
     │   │   └── NotSentError           the request never reached the service: it cannot have had an effect
     │   └── PermanentToolError         another attempt would fail the same way; shown to the model
     │       ├── InvalidToolCallError   the call was never dispatched (unknown tool, arguments off-schema)
+    │       ├── ToolErrorReport        the tool's own error answer, which its policy's ``retry_on`` wants retried
     │       ├── CircuitOpenError       the tool's circuit is open: the call was not sent
     │       ├── MissingCredentialError the tool needs a credential nobody configured
     │       └── SandboxUnavailableError  the isolation ``run_python`` needs is missing; nothing ran
@@ -37,6 +38,7 @@ import email.utils
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import httpx2
@@ -85,6 +87,18 @@ class PermanentToolError(ToolError):
 
 class InvalidToolCallError(PermanentToolError):
     """The model's call cannot be dispatched: unknown tool, arguments that are not JSON or off-schema."""
+
+
+class ToolErrorReport(PermanentToolError):
+    """A tool answered with its own error report (``status="error"``: an MCP ``isError`` result, a handled
+    ``ToolException``). Such an answer is the call's observation, never retried, unless the policy's ``retry_on``
+    accepts this error: its text is the report's text (a server that reports an upstream 503 as a tool error
+    can be retried like an HTTP 503). Raised by the runtime, not by tools; ``message`` is the answer."""
+
+    def __init__(self, message: Any):
+        text = getattr(message, "text", None) or str(getattr(message, "content", message))
+        super().__init__(" ".join(text.split()) or "the tool reported an error")
+        self.message = message
 
 
 class RateLimitTimeoutError(TransientToolError):

@@ -62,8 +62,8 @@ POLICY_FIELDS = frozenset(
         "hedge_after_s",
         "hedges",
         "approval",
-        "requires_approval",
         "untrusted_output",
+        "progress_resets_timeout",
     }
 )
 """`ToolPolicy` fields a JSON policy may set directly (the others take objects: see `policy_changes`)."""

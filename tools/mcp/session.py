@@ -87,6 +87,9 @@ Transport = tuple[
 ]
 """A transport's ends (what the server sends, where to write to it) and, over streamable HTTP, a notice poster."""
 
+NOTICE_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, httpx.HTTPError, *CLOSED_STREAM_ERRORS)
+"""Why a cancellation notice may not go out; none of them matters to the call it was about."""
+
 _request_ids: contextvars.ContextVar[list[RequestId] | None] = contextvars.ContextVar(
     "ironloop_mcp_request_ids", default=None
 )
@@ -148,7 +151,7 @@ class CancellingClientSession(ClientSession):
             async with asyncio.timeout(CANCEL_NOTICE_TIMEOUT_S):
                 if self.post_notice is None or not await self.post_notice(notice):
                     await self.send_notification(notice)
-        except (TimeoutError, httpx.HTTPError, *CLOSED_STREAM_ERRORS):
+        except NOTICE_FAILURES:
             return  # a wedged transport, or the session is gone (and the request with it)
         self.cancellations_sent += 1
 
@@ -363,7 +366,7 @@ class ServerConnection:
                 relay = await stack.enter_async_context(anyio.create_task_group())
                 relay.start_soon(self._relay, read, relay_in, life)
                 initialized = await session.initialize()
-                life.protocol_version = initialized.protocolVersion
+                life.protocol_version = str(initialized.protocolVersion)
                 tools = await list_all_tools(session)
                 self.server_info = initialized.serverInfo
                 life.session = session
@@ -429,9 +432,10 @@ class ServerConnection:
             ):
                 yield read, write, None
             return
+        url = config.url
         async with (
             client_factory(headers=dict(config.headers)) as client,
-            streamable_http_client(config.url, http_client=client) as (read, write, session_id),
+            streamable_http_client(url, http_client=client) as (read, write, session_id),
         ):
 
             async def post_notice(notice: types.ClientNotification) -> bool:
@@ -446,7 +450,7 @@ class ServerConnection:
                     headers["mcp-session-id"] = sid
                 if life.protocol_version is not None:
                     headers["mcp-protocol-version"] = life.protocol_version
-                response = await client.post(config.url, json=body, headers=headers)
+                response = await client.post(url, json=body, headers=headers)
                 return not response.is_redirect
 
             yield read, write, post_notice

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import mcp.types as types
+from ironloop.tools.attempts import progress_made
 from ironloop.tools.idempotency import current_idempotency_key
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langgraph.prebuilt.tool_node import ToolRuntime
@@ -147,26 +148,31 @@ def _request_meta() -> dict[str, Any] | None:
         return None
 
 
-def _progress_reporter(runtime: ToolRuntime | None, tool: str) -> ProgressFnT | None:
-    """A progress callback putting ``tool_progress`` events on the graph's custom stream, from whichever
-    thread the session runs on (the event is written on the caller's loop)."""
+def _progress_reporter(runtime: ToolRuntime | None, tool: str) -> ProgressFnT:
+    """A progress callback that, in the calling context (whichever thread the session runs on): puts a
+    ``tool_progress`` event on the graph's custom stream, and tells the runtime that the call progresses (its
+    policy may then restart the attempt's timeout: `tools.attempts.progress_made`)."""
     writer: Callable[[Any], None] | None = runtime.stream_writer if runtime is not None else None
-    if writer is None:
-        return None
+    tool_call_id = runtime.tool_call_id if runtime is not None else None
     loop = asyncio.get_running_loop()
     thread = threading.get_ident()
-    context = contextvars.copy_context()  # LangGraph's writer reads the run's config from the caller's context
-    tool_call_id = runtime.tool_call_id if runtime is not None else None
+    context = contextvars.copy_context()  # LangGraph's writer and the attempt's timer live in the caller's context
+
+    def progressed(event: dict[str, Any]) -> None:
+        progress_made()
+        if writer is not None:
+            writer(event)
 
     async def report(progress: float, total: float | None, message: str | None) -> None:
-        event = {"event": "tool_progress", "tool": tool, "tool_call_id": tool_call_id, "progress": progress}
+        event: dict[str, Any] = {"event": "tool_progress", "tool": tool, "tool_call_id": tool_call_id}
+        event["progress"] = progress
         if total is not None:
             event["total"] = total
         if message:
             event["message"] = message
         if threading.get_ident() == thread:
-            context.run(writer, event)
+            context.run(progressed, event)
         else:
-            loop.call_soon_threadsafe(writer, event, context=context)
+            loop.call_soon_threadsafe(progressed, event, context=context)
 
     return report
