@@ -15,7 +15,8 @@ Two more put ``search`` behind MCP (`demo.services.mcp_search`, streamable HTTP,
 ``isError`` result, as MCP servers wrapping an HTTP API report it); they run only when named in ``--contenders``:
 
 - ``ironloop_mcp``: ironloop with the MCP ``search`` from `tools.mcp.MCPServers` (one long-lived session), under
-  the built-in search policy plus ``retry_on_error_text(["HTTP 503", "HTTP 429"])`` for its ``isError`` results;
+  the built-in search policy with longer attempts (`MCP_SEARCH_POLICY_CHANGES`), plus
+  ``retry_on_error_text(["HTTP 503", "HTTP 429"])`` for its ``isError`` results;
 - ``create_agent_mcp``: ``create_agent`` + ``ToolRetryMiddleware()`` with the MCP ``search`` loaded by
   langchain-mcp-adapters at its defaults (``MultiServerMCPClient.get_tools()``: a new session per call).
 
@@ -193,6 +194,13 @@ def build_plain_loop(url: str) -> Contender:
     return PlainLoop(scripted_model(), stock_tools(url))
 
 
+MCP_SEARCH_POLICY_CHANGES = {"timeout_s": 1.0, "hedge_after_s": 0.25, "hedges": 1}
+"""How ``ironloop_mcp``'s search policy differs from the HTTP search's (`tools.builtin.SEARCH_POLICY`): a call
+through the MCP SDK (client and server) costs a few times a plain HTTP GET (``ironloop bench mcp_sessions``), so
+on a loaded machine the HTTP search's 100 ms attempts and 20 ms hedges would time most MCP calls out, and each
+abandoned call costs one more request (its ``notifications/cancelled``). Retries stay as many and as quick."""
+
+
 class MCPContender(GraphContender):
     """A graph whose ``search`` is the MCP tool at ``mcp_url``, made (connections opened) in `start`."""
 
@@ -215,7 +223,7 @@ async def make_ironloop_mcp(url: str, mcp_url: str) -> tuple[Runnable, Any]:
     from ironloop.tools.builtin import BUILTIN_POLICIES, SEARCH_POLICY
     from ironloop.tools.mcp import MCPServers, retry_on_error_text
 
-    policy = SEARCH_POLICY.but(retry_on=retry_on_error_text(["HTTP 503", "HTTP 429"]))
+    policy = SEARCH_POLICY.but(**MCP_SEARCH_POLICY_CHANGES, retry_on=retry_on_error_text(["HTTP 503", "HTTP 429"]))
     servers = MCPServers.from_config(
         {"mcpServers": {"search": {"url": mcp_url, "trust": True, "policies": {"search": policy}}}}
     )

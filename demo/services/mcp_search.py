@@ -17,17 +17,17 @@ import argparse
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp.types as types
 from ironloop.demo.services.faults import HANG_S, Fault, FaultInjector, profile_named
 from ironloop.demo.services.search import bundled_corpus, search_corpus
 from mcp.server.lowlevel import Server
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import McpError
-from starlette.applications import Starlette
-from starlette.routing import Mount
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 SEARCH_TOOL = types.Tool(
     name="search",
@@ -85,7 +85,12 @@ def _error(text: str) -> types.CallToolResult:
 
 
 def create_mcp_search_app(injector: FaultInjector, corpus: tuple[dict[str, Any], ...] | None = None) -> Starlette:
-    """Streamable HTTP at ``/mcp``; the app's lifespan runs the session manager."""
+    """Streamable HTTP at ``/mcp``; the app's lifespan runs the session manager. (Imported here: the stdio
+    server starts faster without the HTTP stack.)"""
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
     # Like the other services (uvicorn at "critical"): a session cut at shutdown is not worth a traceback.
     logging.getLogger("mcp.server.streamable_http").setLevel(logging.CRITICAL)
     manager = StreamableHTTPSessionManager(app=create_mcp_search_server(injector, corpus), json_response=True)
