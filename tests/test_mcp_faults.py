@@ -334,3 +334,19 @@ async def test_tools_loaded_by_the_adapters_run_under_the_same_policies(tmp_path
     seen = observations(result["messages"])[recovers["id"]]
     assert [a["outcome"] for a in record(seen)["attempts"]] == ["transient_error", "ok"]
     assert "results for a" in seen.text
+
+
+async def test_approval_applies_to_mcp_side_effects_after_untrusted_output(tmp_path: Path) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    server = FaultServer(tmp_path / "server", "stdio")
+    async with MCPServers.from_config(config(faults=server.entry(trust=True))) as mcp:
+        read, write = call("upstream", item="q", failures=0), call("write", item="w")
+        agent = build_agent(
+            replay_model(turn(read), turn(write)), mcp.tools, policies=mcp.policies, checkpointer=InMemorySaver()
+        )
+        result = await agent.ainvoke({"messages": [("user", "go")]}, {"configurable": {"thread_id": "a"}})
+    assert result["untrusted_sources"] == ["upstream"]  # open world: its output tainted the thread
+    (waiting,) = result["__interrupt__"]
+    assert waiting.value["tool"] == "write" and "untrusted" in waiting.value["reason"]
+    assert server.events("effect") == [], "the write waits for a human; nothing ran"
