@@ -87,8 +87,25 @@ Transport = tuple[
 ]
 """A transport's ends (what the server sends, where to write to it) and, over streamable HTTP, a notice poster."""
 
-NOTICE_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, httpx.HTTPError, *CLOSED_STREAM_ERRORS)
+NOTICE_FAILURES: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    httpx.HTTPError,
+    RuntimeError,  # httpx: "the client has been closed" (the session ended meanwhile)
+    *CLOSED_STREAM_ERRORS,
+)
 """Why a cancellation notice may not go out; none of them matters to the call it was about."""
+
+
+class _LateAnswers(logging.Filter):
+    """Drops the SDK's "Error parsing JSON response" tracebacks for answers that arrive after their session was
+    closed (a session ended under load, a restart): the answer had no one left to take it, nothing failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, anyio.ClosedResourceError | anyio.BrokenResourceError)
+
+
+logging.getLogger("mcp.client.streamable_http").addFilter(_LateAnswers())
 
 _request_ids: contextvars.ContextVar[list[RequestId] | None] = contextvars.ContextVar(
     "ironloop_mcp_request_ids", default=None
