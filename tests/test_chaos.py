@@ -57,7 +57,9 @@ def test_stock_contenders_smoke() -> None:
 
 
 def test_ironloop_with_search_over_mcp() -> None:
-    summary = chaos("reference", 100, ["ironloop_mcp"])["ironloop_mcp"]
+    # One task at a time: what is tested is that isError 503s are retried through one session, not how many
+    # MCP round trips a loaded machine fits in a search's deadline (the benchmark measures that).
+    summary = chaos("reference", 60, ["ironloop_mcp"], concurrency=1)["ironloop_mcp"]
     assert summary["hangs"] == 0 and summary["duplicates"] == 0
     assert summary["success_rate"] >= 0.99, summary["sample_failures"]
     assert summary["faults_served"]["search"].get("http_503", 0) > 20  # isError 503s were met, and retried
