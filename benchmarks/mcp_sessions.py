@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{transport}: {args.rounds} rounds ...", flush=True)
         if transport == "stdio":
             server = [sys.executable, "-m", "ironloop.demo.services.mcp_search", "--profile", "none"]
-            connection = {"transport": "stdio", "command": server[0], "args": server[1:]}
+            connection: dict[str, Any] = {"transport": "stdio", "command": server[0], "args": server[1:]}
             timings = asyncio.run(measure(connection, args.rounds, calls))
         else:
             with RemoteServices("none", 0, mcp=True) as services:
@@ -143,11 +143,11 @@ def run(args: argparse.Namespace) -> int:
     argv = sys.argv[1:]
     argv = argv[2:] if argv[:2] == ["bench", "mcp_sessions"] else argv
     command = "ironloop bench mcp_sessions " + " ".join(shlex.quote(a) for a in argv)
-    report = {"benchmark": "mcp_sessions", "command": command, "machine": machine_facts(), "results": results}
+    facts = machine_facts()
+    report = {"benchmark": "mcp_sessions", "command": command, "machine": facts, "results": results}
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "mcp-sessions.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    facts = report["machine"]
     header = f"`{command}` — {facts['date']}, {facts['cores']} cores"
     (out / "mcp-sessions.md").write_text(f"{header}\n\n{table}\n", encoding="utf-8")
     print(f"wrote {out / 'mcp-sessions.json'}, {out / 'mcp-sessions.md'}")
