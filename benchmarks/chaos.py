@@ -53,7 +53,14 @@ from pathlib import Path
 from typing import Any
 
 from ironloop.benchmarks import RESULTS_DIR
-from ironloop.benchmarks.chaos_contenders import BUILDERS, CONTENDERS, STOCK_CONTENDERS, Progress
+from ironloop.benchmarks.chaos_contenders import (
+    BUILDERS,
+    CONTENDERS,
+    DEFAULT_CONTENDERS,
+    MCP_CONTENDERS,
+    STOCK_CONTENDERS,
+    Progress,
+)
 from ironloop.demo.tasks import percentile
 
 DEFAULT_SEED = 7
@@ -154,14 +161,16 @@ def run_contender(
     from ironloop.benchmarks.chaos_service import RemoteServices
 
     BUILDERS[name]("http://127.0.0.1:9")  # warm-up: imports and compilation, never run
-    with RemoteServices(profile, seed) as services:
+    with RemoteServices(profile, seed, mcp=name in MCP_CONTENDERS) as services:
         contender = BUILDERS[name](services.url)
         loop = asyncio.new_event_loop()
         try:
+            loop.run_until_complete(contender.start())
             started, cpu_started = time.perf_counter(), time.process_time()
             records = loop.run_until_complete(_run_tasks(contender, tasks, concurrency, deadline_s))
             wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
             _drain(loop)
+            loop.run_until_complete(contender.aclose())
         finally:
             loop.close()
         served = services.stop()
@@ -235,7 +244,7 @@ def _record(task: ChaosTask, progress: Progress, seconds: float, end: str, error
         end, error = "error", error or "the run ended without a final answer"
     answer = str(last.content) if end == "answer" and last is not None else ""
     record = TaskRecord(task.index, task.kind, seconds, end, model_calls, answer, error)
-    if contender == "ironloop" and end == "answer":
+    if contender.startswith("ironloop") and end == "answer":
         from ironloop.demo.tasks import judge
 
         record.observations_ok = all(o == "ok" for o in judge(progress.messages, "", seconds).outcomes.elements())
@@ -474,7 +483,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task-deadline", type=float, default=15.0, help="seconds before a task counts as a hang")
     parser.add_argument("--side-effect-share", type=float, default=0.1, help="share of payment tasks (0..1)")
     parser.add_argument(
-        "--contenders", default=",".join(CONTENDERS), help=f"comma-separated subset of {', '.join(CONTENDERS)}"
+        "--contenders",
+        default=",".join(DEFAULT_CONTENDERS),
+        help=f"comma-separated subset of {', '.join(CONTENDERS)} (default: {', '.join(DEFAULT_CONTENDERS)})",
     )
     parser.add_argument(
         "--parallel",
@@ -518,13 +529,14 @@ def _run_one(name: str, settings: Settings) -> ContenderRun:
 
 
 def run_all(settings: Settings, *, parallel: bool, say: Any = print) -> list[ContenderRun]:
-    """ironloop first, alone; then the stock contenders, at once in their own processes when ``parallel``."""
+    """ironloop first, alone (each ironloop variant in turn); then the stock contenders, at once in their own
+    processes when ``parallel``."""
     runs: dict[str, ContenderRun] = {}
     stock = [c for c in settings.contenders if c in STOCK_CONTENDERS]
-    if "ironloop" in settings.contenders:
-        say("running ironloop ...")
-        runs["ironloop"] = _run_one("ironloop", settings)
-        say(f"  ironloop done in {runs['ironloop'].wall_s:.1f} s")
+    for name in [c for c in settings.contenders if c not in STOCK_CONTENDERS]:
+        say(f"running {name} ...")
+        runs[name] = _run_one(name, settings)
+        say(f"  {name} done in {runs[name].wall_s:.1f} s")
     if parallel and len(stock) > 1:
         say(f"running {', '.join(stock)} at once, one process each ...")
         context = multiprocessing.get_context("spawn")  # never fork a process that has service threads
@@ -579,15 +591,16 @@ def run(args: argparse.Namespace) -> int:
     runs = run_all(settings, parallel=args.parallel)
     total_s = time.perf_counter() - started
     summaries = {r.name: summarize(r, args.task_deadline) for r in runs}
-    goals = ironloop_goals(args.profile, summaries["ironloop"]) if "ironloop" in summaries else []
+    goals_of = {n: ironloop_goals(args.profile, s) for n, s in summaries.items() if n.startswith("ironloop")}
+    goals = next(iter(goals_of.values()), [])
 
     print()
     print(format_table(summaries))
     print()
     print(format_distributions(summaries))
-    if goals:
-        print(f"\nironloop goals under {args.profile!r}:")
-        print(format_goals(goals))
+    for name, its_goals in goals_of.items():
+        print(f"\n{name} goals under {args.profile!r}:")
+        print(format_goals(its_goals))
     print(f"\nwall time {total_s:.0f} s")
 
     out: Path = args.out_dir
@@ -609,6 +622,7 @@ def run(args: argparse.Namespace) -> int:
         "wall_s": round(total_s, 1),
         "contenders": summaries,
         "ironloop_goals": goals,
+        "goals_by_contender": goals_of,
     }
     import json
 
@@ -618,9 +632,9 @@ def run(args: argparse.Namespace) -> int:
         "",
         format_markdown(summaries),
     ]
-    if goals:
-        goal_lines = [f"- {line.strip()}" for line in format_goals(goals).splitlines()]
-        markdown += ["", f"ironloop goals under `{args.profile}`:", "", *goal_lines]
+    for name, its_goals in goals_of.items():
+        goal_lines = [f"- {line.strip()}" for line in format_goals(its_goals).splitlines()]
+        markdown += ["", f"{name} goals under `{args.profile}`:", "", *goal_lines]
     (out / f"{stem}.md").write_text("\n".join(markdown) + "\n", encoding="utf-8")
     written = [out / f"{stem}.json", out / f"{stem}.md"]
     if not args.no_plot:

@@ -11,6 +11,15 @@ differ only in what runs the tool calls:
 - ``plain_loop``: a hand-written loop: tool calls one after another, three attempts with a fixed back-off,
   then a fallback value.
 
+Two more put ``search`` behind MCP (`demo.services.mcp_search`, streamable HTTP, the same faults: a 503 is an
+``isError`` result, as MCP servers wrapping an HTTP API report it); they run only when named in ``--contenders``:
+
+- ``ironloop_mcp``: ironloop with the MCP ``search`` from `tools.mcp.MCPServers` (one long-lived session), under
+  the built-in search policy with longer attempts (`MCP_SEARCH_POLICY_CHANGES`), plus
+  ``retry_on_error_text(["HTTP 503", "HTTP 429"])`` for its ``isError`` results;
+- ``create_agent_mcp``: ``create_agent`` + ``ToolRetryMiddleware()`` with the MCP ``search`` loaded by
+  langchain-mcp-adapters at its defaults (``MultiServerMCPClient.get_tools()``: a new session per call).
+
 The stock contenders have no idempotency keys, so their ``charge_card`` posts without an ``Idempotency-Key``
 (``make_charge_tool(url, send_idempotency_key=False)``), as user code does today: the payments service then
 charges again on every retry, which is the duplicate the benchmark counts. ironloop uses its own
@@ -37,10 +46,15 @@ CONTENDERS: dict[str, str] = {
     "create_agent": "create_agent + ToolRetryMiddleware()",
     "create_react_agent": "create_react_agent (defaults)",
     "plain_loop": "hand-written loop (3 tries, fixed back-off)",
+    "ironloop_mcp": "ironloop, search over MCP (one session)",
+    "create_agent_mcp": "create_agent + ToolRetryMiddleware(), search over MCP (adapters' defaults)",
 }
 """Contender key → the label printed in tables and plots."""
 
-STOCK_CONTENDERS = ("create_agent", "create_react_agent", "plain_loop")
+DEFAULT_CONTENDERS = ("ironloop", "create_agent", "create_react_agent", "plain_loop")
+STOCK_CONTENDERS = ("create_agent", "create_react_agent", "plain_loop", "create_agent_mcp")
+MCP_CONTENDERS = ("ironloop_mcp", "create_agent_mcp")
+"""Contenders whose search is an MCP tool: their services also serve search over MCP."""
 
 LOOP_ATTEMPTS = 3
 LOOP_BACKOFF_S = 0.5
@@ -61,11 +75,16 @@ class Progress:
 
 
 class Contender(Protocol):
-    """One way of running the scenario: answers one question, recording its messages in ``progress``."""
+    """One way of running the scenario: answers one question, recording its messages in ``progress``.
+    ``start`` runs before the clock starts (connections), ``aclose`` after it stops."""
 
     name: str
 
+    async def start(self) -> None: ...
+
     async def run(self, question: str, thread_id: str, progress: Progress) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def scripted_model() -> ScriptedChatModel:
@@ -89,6 +108,12 @@ class GraphContender:
         self.name = name
         self.graph = graph
 
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
     async def run(self, question: str, thread_id: str, progress: Progress) -> None:
         config = {"configurable": {"thread_id": thread_id}}
         async for state in self.graph.astream({"messages": [HumanMessage(question)]}, config, stream_mode="values"):
@@ -108,6 +133,12 @@ class PlainLoop:
     def __init__(self, model: ScriptedChatModel, tools: Sequence[BaseTool]):
         self.model = model.bind_tools(list(tools))
         self.tools = {t.name: t for t in tools}
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
 
     async def run(self, question: str, thread_id: str, progress: Progress) -> None:
         messages: list[AnyMessage] = [HumanMessage(question)]
@@ -163,9 +194,60 @@ def build_plain_loop(url: str) -> Contender:
     return PlainLoop(scripted_model(), stock_tools(url))
 
 
+MCP_SEARCH_POLICY_CHANGES = {"timeout_s": 1.0, "hedge_after_s": 0.25, "hedges": 1}
+"""How ``ironloop_mcp``'s search policy differs from the HTTP search's (`tools.builtin.SEARCH_POLICY`): a call
+through the MCP SDK (client and server) costs a few times a plain HTTP GET (``ironloop bench mcp_sessions``), so
+on a loaded machine the HTTP search's 100 ms attempts and 20 ms hedges would time most MCP calls out, and each
+abandoned call costs one more request (its ``notifications/cancelled``). Retries stay as many and as quick."""
+
+
+class MCPContender(GraphContender):
+    """A graph whose ``search`` is the MCP tool at ``mcp_url``, made (connections opened) in `start`."""
+
+    def __init__(self, name: str, url: str, make: Callable[[str, str], Any]):
+        super().__init__(name, graph=None)  # type: ignore[arg-type]
+        self.url = url
+        self.make = make
+        self.servers: Any = None
+
+    async def start(self) -> None:
+        self.graph, self.servers = await self.make(self.url, f"{self.url}/mcp/")
+
+    async def aclose(self) -> None:
+        if self.servers is not None:
+            await self.servers.aclose()
+
+
+async def make_ironloop_mcp(url: str, mcp_url: str) -> tuple[Runnable, Any]:
+    from ironloop.graph.agent import build_agent
+    from ironloop.tools.builtin import BUILTIN_POLICIES, SEARCH_POLICY
+    from ironloop.tools.mcp import MCPServers, retry_on_error_text
+
+    policy = SEARCH_POLICY.but(**MCP_SEARCH_POLICY_CHANGES, retry_on=retry_on_error_text(["HTTP 503", "HTTP 429"]))
+    servers = MCPServers.from_config(
+        {"mcpServers": {"search": {"url": mcp_url, "trust": True, "policies": {"search": policy}}}}
+    )
+    await servers.start()
+    tools = [*servers.tools, StructuredTool.from_function(calc), make_charge_tool(url)]
+    graph = build_agent(scripted_model(), tools, policies={**BUILTIN_POLICIES, **servers.policies}, name="ironloop-mcp")
+    return graph, servers
+
+
+async def make_create_agent_mcp(url: str, mcp_url: str) -> tuple[Runnable, Any]:
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import ToolRetryMiddleware
+    from langchain_mcp_adapters.client import MultiServerMCPClient
+
+    client = MultiServerMCPClient({"search": {"url": mcp_url, "transport": "streamable_http"}})
+    tools = [*await client.get_tools(), *stock_tools(url)[1:]]
+    return create_agent(scripted_model(), tools, middleware=[ToolRetryMiddleware()]), None
+
+
 BUILDERS: dict[str, Callable[[str], Contender]] = {
     "ironloop": build_ironloop,
     "create_agent": build_create_agent,
     "create_react_agent": build_create_react_agent,
     "plain_loop": build_plain_loop,
+    "ironloop_mcp": lambda url: MCPContender("ironloop_mcp", url, make_ironloop_mcp),
+    "create_agent_mcp": lambda url: MCPContender("create_agent_mcp", url, make_create_agent_mcp),
 }

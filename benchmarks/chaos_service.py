@@ -4,8 +4,9 @@
 for the GIL: every hand-over between the event loop and the server thread can wait a switch interval (5 ms), and
 the server's CPU time is charged to the contender's latency. Real tool services are remote, so the bench runs
 them in a child process: ``python -m benchmarks.chaos_service --profile P --seed S`` calls
-``start_tool_services(profile=P, seed=S)``, prints ``{"url": ...}``, waits for a line on stdin, then prints what
-the bench judges by (the payments ledger, the faults served, its CPU time) and exits.
+``start_tool_services(profile=P, seed=S)`` (``--mcp``: search over MCP too), prints ``{"url": ...}``, waits for
+a line on stdin, then prints what the bench judges by (the payments ledger, the faults served, its CPU time) and
+exits.
 """
 
 from __future__ import annotations
@@ -25,9 +26,18 @@ START_TIMEOUT_S = 60.0
 class RemoteServices:
     """A fresh ``start_tool_services(profile, seed)`` in a child process; `stop` returns its ledger and faults."""
 
-    def __init__(self, profile: str, seed: int):
+    def __init__(self, profile: str, seed: int, *, mcp: bool = False):
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "ironloop.benchmarks.chaos_service", "--profile", profile, "--seed", str(seed)],
+            [
+                sys.executable,
+                "-m",
+                "ironloop.benchmarks.chaos_service",
+                "--profile",
+                profile,
+                "--seed",
+                str(seed),
+                *(["--mcp"] if mcp else []),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -39,6 +49,8 @@ class RemoteServices:
             raise RuntimeError(f"the tool services (profile {profile!r}) did not start")
         ready = json.loads(line)
         self.url: str = ready["url"]
+        self.mcp_url: str | None = ready.get("mcp_url")
+        """Search over MCP (streamable HTTP), when started with ``mcp``."""
         self.cpu_at_start_s: float = ready["cpu_s"]
         """CPU the services' process spent starting (imports), to leave out of its figures."""
         self.result: dict[str, Any] | None = None
@@ -83,12 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos_service")
     parser.add_argument("--profile", default="reference")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mcp", action="store_true", help="also serve search over MCP at /mcp/")
     args = parser.parse_args(argv)
 
     from ironloop.demo.services.server import start_tool_services
 
-    services = start_tool_services(profile=args.profile, seed=args.seed)
-    print(json.dumps({"url": services.url, "cpu_s": time.process_time()}), flush=True)
+    services = start_tool_services(profile=args.profile, seed=args.seed, mcp=args.mcp)
+    ready = {"url": services.url, "cpu_s": time.process_time(), **({"mcp_url": services.mcp_url} if args.mcp else {})}
+    print(json.dumps(ready), flush=True)
     sys.stdin.readline()  # the bench is done (or gone: EOF)
     charges = [[c.customer_id, c.amount_cents] for c in services.ledger.snapshot()]
     faults = {"search": dict(services.search.counts), "payments": dict(services.payments.counts)}

@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ironloop.benchmarks import BENCHMARKS
+from ironloop.cli import mcp as mcp_cli
 from ironloop.cli.trajectory import TrajectoryPrinter
 from ironloop.demo.scenario import DEMO_QUESTION
 
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--search-url", default=None, help="search service (default: $IRONLOOP_SEARCH_URL or bundled)")
     model.add_argument("--profile", default="none", help="fault profile of the bundled search service")
     model.add_argument("--stream", action="store_true", help="print tokens and tool events as they happen")
+    mcp_cli.add_config_option(model)
 
     run = commands.add_parser("run", parents=[database, model, approval], help="answer a question with a real model")
     run.add_argument("question")
@@ -166,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register(commands, database)
     add_resume_options(resume)
+    mcp_cli.add_commands(commands)
     return parser
 
 
@@ -279,8 +282,12 @@ def run_real_model(args: argparse.Namespace) -> int:
     }
     thread = args.thread or f"run-{uuid.uuid4().hex[:8]}"
     credentials = _credentials()
-    with _search_url(args, credentials) as search_url, open_store(args.db) as store:
-        agent = _agent_from_spec(spec, args, search_url, store, credentials)
+    with (
+        _search_url(args, credentials) as search_url,
+        open_store(args.db) as store,
+        mcp_cli.agent_servers(args, spec) as mcp,
+    ):
+        agent = _agent_from_spec(spec, args, search_url, store, credentials, mcp)
         print(f"thread {thread}  ({store.where}; model {spec['ironloop_model']})")
         state_in = {"messages": [("user", args.question)]}
         config = _config(thread, spec)
@@ -298,13 +305,18 @@ def resume_thread(args: argparse.Namespace) -> int:
 
         return enqueue_resume(args)
     credentials = _credentials()
-    with _search_url(args, credentials) as search_url, open_store(args.db) as store:
+    with (
+        _search_url(args, credentials) as search_url,
+        open_store(args.db) as store,
+        contextlib.ExitStack() as stack,
+    ):
         latest = store.saver.get_tuple({"configurable": {"thread_id": args.thread}})
         if latest is None:
             raise CommandError(f"no thread {args.thread!r} in {store.where}", EXIT_USAGE)
         spec = {k: v for k, v in latest.metadata.items() if k.startswith("ironloop_")}
         spec.setdefault(AGENT_KEY, "demo")
-        agent = _agent_from_spec(spec, args, search_url, store, credentials)
+        mcp = stack.enter_context(mcp_cli.agent_servers(args, spec)) if spec[AGENT_KEY] != "demo" else None
+        agent = _agent_from_spec(spec, args, search_url, store, credentials, mcp)
         config = _config(args.thread, spec)
         if args.checkpoint:
             config["configurable"]["checkpoint_id"] = args.checkpoint
@@ -459,7 +471,7 @@ def _search_url(args: argparse.Namespace, credentials: Any) -> Iterator[str]:
 
 
 def _agent_from_spec(
-    spec: dict[str, Any], args: argparse.Namespace, search_url: str, store: Store, credentials: Any
+    spec: dict[str, Any], args: argparse.Namespace, search_url: str, store: Store, credentials: Any, mcp: Any = None
 ) -> Any:
     from ironloop.demo.agent import build_demo_agent
     from ironloop.graph.agent import build_agent
@@ -478,10 +490,17 @@ def _agent_from_spec(
     endpoint = _endpoint(args, spec.get("ironloop_base_url") or None)
     model = _chat_openai(args.model or spec.get("ironloop_model") or os.environ.get("IRONLOOP_MODEL"), endpoint)
     fallback = args.fallback_model or spec.get("ironloop_fallback_model")
+    tools, policies = builtin_tools(search_url), dict(BUILTIN_POLICIES)
+    if mcp is not None:  # the MCP servers' tools (`cli.mcp`), under their policies
+        if clash := sorted({t.name for t in tools} & {t.name for t in mcp.tools}):
+            raise CommandError(
+                f"MCP tool(s) {', '.join(clash)} clash with built-in tools: set a 'prefix' on the server", EXIT_USAGE
+            )
+        tools, policies = [*tools, *mcp.tools], {**policies, **mcp.policies}
     return build_agent(
         model,
-        builtin_tools(search_url),
-        policies=BUILTIN_POLICIES,
+        tools,
+        policies=policies,
         checkpointer=store.saver,
         listeners=[store.ledger],
         max_turns=int(spec.get("ironloop_max_turns") or 10),

@@ -68,11 +68,7 @@ class TrajectoryPrinter:
                 self.answer = str(message.content)
                 self._print(f"turn {self.turn}  model → answer")
         elif isinstance(message, ToolMessage):
-            content = str(message.content)
-            untrusted = unwrap_untrusted(content)
-            if untrusted is not None:
-                content = f"[untrusted {untrusted[0]} output] {untrusted[1]}"
-            text = " ".join(content.split())
+            text = " ".join(_shown(message.content).split())
             self._print(f"        {message.name} ⇒ {text}")
 
     def _event(self, event: dict[str, Any]) -> None:
@@ -103,6 +99,10 @@ class TrajectoryPrinter:
             if event.get("reason"):
                 line += f": {event['reason']}"
             self._print(line)
+        elif kind == "tool_progress":
+            total = f"/{event['total']:g}" if event.get("total") is not None else ""
+            message = f"  {event['message']}" if event.get("message") else ""
+            self._print(f"        {call}  progress {event['progress']:g}{total}{message}")
         elif kind == "tool_call":
             outcome = event["outcome"]
             line = f"        {call}  {outcome.upper()} after {event['attempts']} attempt(s), {event['ms']:.0f} ms"
@@ -117,6 +117,27 @@ class TrajectoryPrinter:
             print(f"repairs: {self.rejected} call(s) rejected before dispatch, answered with the reason", file=self.out)
         if self.answer is not None:
             print(f"answer: {self.answer}", file=self.out, flush=True)
+
+
+def _shown(content: Any) -> str:
+    """An observation as a person reads it: untrusted data without its preamble, one line per content block
+    (text as text, an image or file as its kind and type)."""
+    if not isinstance(content, list):
+        return _unwrapped(str(content))
+    parts = []
+    for block in content:
+        if isinstance(block, dict) and block.get("type") == "text":
+            parts.append(_unwrapped(str(block.get("text", ""))))
+        elif isinstance(block, dict):
+            parts.append(f"[{block.get('type')} {block.get('mime_type') or ''}]".replace(" ]", "]"))
+        else:
+            parts.append(_unwrapped(str(block)))
+    return "\n".join(parts)
+
+
+def _unwrapped(text: str) -> str:
+    untrusted = unwrap_untrusted(text)
+    return text if untrusted is None else f"[untrusted {untrusted[0]} output] {untrusted[1]}"
 
 
 def _decisions(event: dict[str, Any]) -> list[str]:

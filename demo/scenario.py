@@ -64,12 +64,12 @@ def payments_script(messages: Sequence[BaseMessage]) -> AIMessage:
     done, problems = [], []
     for call in turns[-1].tool_calls:
         seen = observations.get(call["id"])
-        match = _CHARGED.match(str(seen.content)) if seen is not None and seen.status != "error" else None
+        match = _CHARGED.match(seen.text) if seen is not None and seen.status != "error" else None
         customer, amount = call["args"].get("customer_id"), call["args"].get("amount_cents", 0)
         if match:
             done.append(f"{customer} ${amount / 100:.2f} (charge {match.group('charge')})")
         else:
-            problems.append(f"{customer}: {str(seen.content)[:200] if seen is not None else 'no observation'}")
+            problems.append(f"{customer}: {seen.text[:200] if seen is not None else 'no observation'}")
     if problems:
         return AIMessage(content="Not every charge went through. " + "; ".join(problems))
     return AIMessage(content=f"Charged {_join(done)}.")
@@ -114,7 +114,7 @@ def _after_search(places: list[str], observations: list[ToolMessage | None]) -> 
     for place, observation in zip(places, observations, strict=False):
         number = _population_in(place, observation)
         if number is None:
-            seen = "no observation" if observation is None else str(observation.content)[:300]
+            seen = "no observation" if observation is None else observation.text[:300]
             return AIMessage(content=f"I could not find the population of {place}. The search said: {seen}")
         numbers.append(number)
     if len(numbers) == 1:
@@ -126,10 +126,10 @@ def _after_search(places: list[str], observations: list[ToolMessage | None]) -> 
 
 
 def _after_calc(places: list[str], expr: str, observation: ToolMessage | None) -> AIMessage:
-    if observation is None or observation.status == "error" or not str(observation.content).strip().isdigit():
-        seen = "no observation" if observation is None else str(observation.content)[:300]
+    if observation is None or observation.status == "error" or not observation.text.strip().isdigit():
+        seen = "no observation" if observation is None else observation.text[:300]
         return AIMessage(content=f"I could not add the populations ({expr}): {seen}")
-    total = int(str(observation.content).strip())
+    total = int(observation.text.strip())
     parts = " + ".join(f"{int(n):,}" for n in expr.split(" + "))
     return AIMessage(content=f"The combined population of {_join(places)} is {total:,} ({parts}).")
 
@@ -138,7 +138,7 @@ def _population_in(place: str, observation: ToolMessage | None) -> int | None:
     """The population of ``place`` stated in a real (not fallback, not error) search observation."""
     if observation is None or observation.status == "error":
         return None
-    text = str(observation.content)
+    text = observation.text
     if text.startswith("[fallback]"):
         return None
     for line in text.splitlines():

@@ -54,3 +54,12 @@ def test_stock_contenders_smoke() -> None:
     assert set(summaries) == set(STOCK_CONTENDERS)
     for summary in summaries.values():
         assert summary["tasks"] == 10 and summary["answered"] + summary["errors"] + summary["hangs"] == 10
+
+
+def test_ironloop_with_search_over_mcp() -> None:
+    # One task at a time: what is tested is that isError 503s are retried through one session, not how many
+    # MCP round trips a loaded machine fits in a search's deadline (the benchmark measures that).
+    summary = chaos("reference", 60, ["ironloop_mcp"], concurrency=1)["ironloop_mcp"]
+    assert summary["hangs"] == 0 and summary["duplicates"] == 0
+    assert summary["success_rate"] >= 0.99, summary["sample_failures"]
+    assert summary["faults_served"]["search"].get("http_503", 0) > 20  # isError 503s were met, and retried

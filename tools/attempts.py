@@ -6,8 +6,10 @@ its own stack of layers (`tools.steps.chain`), outermost first:
 
     RecordAttempt   times the attempt, classifies its failure, tells the listeners
     CircuitGuard    fails fast while the tool's circuit is open; counts the service's faults
+    ErrorReport     a tool's own error answer fails the attempt when the policy's ``retry_on`` wants it retried
     RateLimitSlot   waits (within the deadline) for a slot of the tool's rate limit
-    Timeout         stops waiting after the policy's timeout (grown after timed-out attempts)
+    Timeout         stops waiting after the policy's timeout (grown after timed-out attempts); progress the
+                    tool reports (`progress_made`) restarts it, when the policy says so
     Hedge           races a second try when the first is slow (reads only)
     run_tool        the tool itself: ``ToolNode``'s execute
 """
@@ -15,6 +17,7 @@ its own stack of layers (`tools.steps.chain`), outermost first:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import threading
 import time
@@ -24,7 +27,7 @@ from typing import Generic, TypeVar
 
 from ironloop.tools.budget import stop_when_budget_spent
 from ironloop.tools.circuit import Circuit, CircuitBreaker, CircuitState
-from ironloop.tools.errors import CircuitOpenError, ToolTimeoutError, describe, error_class
+from ironloop.tools.errors import CircuitOpenError, ToolErrorReport, ToolTimeoutError, describe, error_class
 from ironloop.tools.hedging import race_with_hedge
 from ironloop.tools.policy import ToolPolicy
 from ironloop.tools.rate_limit import RateLimit, RateLimiter
@@ -108,8 +111,9 @@ class RecordAttempt:
             raise
         attempt.ms = (time.monotonic() - started) * 1000
         if isinstance(result, ToolMessage) and result.status == "error":
-            # The tool handled its own error (a ToolException with handle_tool_error). Not retried.
-            attempt.outcome, attempt.error = AttemptOutcome.PERMANENT_ERROR, describe(Exception(result.content))
+            # The tool's own error report (a handled ToolException, an MCP isError), its policy not asking for
+            # a retry (`ErrorReport`): its answer, not retried.
+            attempt.outcome, attempt.error = AttemptOutcome.PERMANENT_ERROR, describe(ToolErrorReport(result))
         call.events.attempt_ended(call.record, attempt)
         return result
 
@@ -142,6 +146,20 @@ class CircuitGuard:
         return result
 
 
+class ErrorReport:
+    """A tool's own error report (a ``ToolMessage`` with ``status="error"``: an MCP ``isError`` result, a handled
+    ``ToolException``) is its answer, unless the policy's ``retry_on`` accepts it as a `ToolErrorReport` (whose
+    text is the report's): then it fails the attempt like any error, and the loop retries it."""
+
+    async def __call__(self, context: AttemptContext, proceed: AttemptStep) -> Result:
+        result = await proceed(context)
+        if isinstance(result, ToolMessage) and result.status == "error":
+            report = ToolErrorReport(result)
+            if context.call.policy.should_retry(report):
+                raise report
+        return result
+
+
 class RateLimitSlot:
     """Waits for a slot of the tool's rate limit (`tools.rate_limit`) before the attempt, within the deadline."""
 
@@ -161,9 +179,24 @@ class RateLimitSlot:
             limiter.release()
 
 
+_progress_clock: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "ironloop_progress_clock", default=None
+)
+
+
+def progress_made() -> None:
+    """Called by a tool (from the call's context) when it learns that its work is progressing, e.g. an MCP
+    progress notification: under a policy with ``progress_resets_timeout``, the attempt's timeout starts again
+    (never past the call's deadline). Anywhere else it does nothing."""
+    restart = _progress_clock.get()
+    if restart is not None:
+        restart()
+
+
 class Timeout:
     """Stops waiting for the attempt after the policy's timeout, cut to the deadline. An async tool is cancelled;
-    a sync one (``sync_tools``) is abandoned in its thread."""
+    a sync one (``sync_tools``) is abandoned in its thread. With ``progress_resets_timeout``, each
+    `progress_made` restarts the timeout, within the deadline."""
 
     def __init__(self, sync_tools: Iterable[str] = ()):
         self.sync_tools = frozenset(sync_tools)
@@ -172,13 +205,33 @@ class Timeout:
         timeout = context.call.policy.attempt_timeout(context.deadline_at, context.timed_out_before)
         try:
             async with asyncio.timeout(timeout) as scope:
-                return await proceed(context)
+                if timeout is None or not context.call.policy.progress_resets_timeout:
+                    return await proceed(context)
+                token = _progress_clock.set(_restarter(scope, timeout, context.deadline_at))
+                try:
+                    return await proceed(context)
+                finally:
+                    _progress_clock.reset(token)
         except TimeoutError as exc:
             if not scope.expired():
                 raise  # the tool's own timeout
             context.attempt.abandoned_thread = context.call.name in self.sync_tools
             context.attempt.outcome = AttemptOutcome.TIMEOUT
             raise ToolTimeoutError(f"no answer within {timeout:.3g} s") from exc
+
+
+def _restarter(scope: asyncio.Timeout, timeout: float, deadline_at: float | None) -> Callable[[], None]:
+    """Moves ``scope``'s expiry to ``timeout`` from now, never past the deadline (a monotonic instant)."""
+    loop = asyncio.get_running_loop()
+
+    def restart() -> None:
+        when = loop.time() + timeout
+        if deadline_at is not None:
+            when = min(when, loop.time() + max(0.0, deadline_at - time.monotonic()))
+        if not scope.expired():
+            scope.reschedule(when)
+
+    return restart
 
 
 class Hedge:

@@ -8,9 +8,11 @@ here, at the bottom of the import graph, so every other module can use it (the c
     ├── ToolError                      about one tool call; the runner turns each into an observation
     │   ├── TransientToolError         worth another attempt (backoff; ``retry_after_s`` honoured)
     │   │   ├── ToolTimeoutError       an attempt passed its ``timeout_s``
-    │   │   └── RateLimitTimeoutError  no rate-limit slot freed up before the call's deadline
+    │   │   ├── RateLimitTimeoutError  no rate-limit slot freed up before the call's deadline
+    │   │   └── NotSentError           the request never reached the service: it cannot have had an effect
     │   └── PermanentToolError         another attempt would fail the same way; shown to the model
     │       ├── InvalidToolCallError   the call was never dispatched (unknown tool, arguments off-schema)
+    │       ├── ToolErrorReport        the tool's own error answer, which its policy's ``retry_on`` wants retried
     │       ├── CircuitOpenError       the tool's circuit is open: the call was not sent
     │       ├── MissingCredentialError the tool needs a credential nobody configured
     │       └── SandboxUnavailableError  the isolation ``run_python`` needs is missing; nothing ran
@@ -36,6 +38,7 @@ import email.utils
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import httpx2
@@ -70,6 +73,10 @@ class ToolTimeoutError(TransientToolError):
     """An attempt did not answer within its timeout; the runtime stopped waiting for it."""
 
 
+class NotSentError(TransientToolError):
+    """The request never left (no connection, the server could not be started): retrying cannot duplicate it."""
+
+
 class PermanentToolError(ToolError):
     """A fault another attempt would meet again (bad input, not found, forbidden): never retried."""
 
@@ -80,6 +87,18 @@ class PermanentToolError(ToolError):
 
 class InvalidToolCallError(PermanentToolError):
     """The model's call cannot be dispatched: unknown tool, arguments that are not JSON or off-schema."""
+
+
+class ToolErrorReport(PermanentToolError):
+    """A tool answered with its own error report (``status="error"``: an MCP ``isError`` result, a handled
+    ``ToolException``). Such an answer is the call's observation, never retried, unless the policy's ``retry_on``
+    accepts this error: its text is the report's text (a server that reports an upstream 503 as a tool error
+    can be retried like an HTTP 503). Raised by the runtime, not by tools; ``message`` is the answer."""
+
+    def __init__(self, message: Any):
+        text = getattr(message, "text", None) or str(getattr(message, "content", message))
+        super().__init__(" ".join(text.split()) or "the tool reported an error")
+        self.message = message
 
 
 class RateLimitTimeoutError(TransientToolError):
@@ -112,6 +131,7 @@ TRANSIENT_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = tuple(
 """Transport failures of either httpx (a user's tool) or httpx2 (ours): worth another attempt."""
 
 NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (
+    NotSentError,
     httpx.ConnectError,
     httpx.ConnectTimeout,
     httpx2.ConnectError,

@@ -60,7 +60,7 @@ def failed(call: Mapping[str, Any], policy: ToolPolicy, record: CallRecord, erro
     advice = (
         "The fault is temporary on the service's side; the runtime already retried. Continue without this "
         "result, or try again later."
-        if is_transient(error) or timed_out
+        if is_transient(error) or policy.should_retry(error) or timed_out
         else "This will fail the same way if repeated; change the arguments or take another approach."
     )
     return observation(call, f"Error: {call['name']} failed: {why}. {advice}", error=True)
@@ -113,12 +113,47 @@ def confirmed_done(tool: str) -> str:
 
 
 def capped(message: ToolMessage, limit: int | None) -> ToolMessage:
-    """Cut an oversized text result to ``limit`` characters, saying how much was cut (``None``: no limit)."""
-    if limit is None or not isinstance(message.content, str) or len(message.content) <= limit:
+    """Cut an oversized text result to ``limit`` characters, saying how much was cut (``None``: no limit).
+
+    A result made of content blocks (an MCP tool's) is cut the same way, counting the text of its text blocks in
+    order: the block that crosses the limit is cut and says so, later text blocks are dropped; images and other
+    blocks pass through as they are."""
+    if limit is None:
         return message
-    total = len(message.content)
-    note = f"\n[cut: {total - limit:,} of {total:,} characters not shown]"
-    return message.model_copy(update={"content": message.content[:limit] + note})
+    if isinstance(message.content, str):
+        if len(message.content) <= limit:
+            return message
+        return message.model_copy(update={"content": message.content[:limit] + _cut_note(len(message.content), limit)})
+    blocks = message.content
+    total = sum(len(text) for text in map(_block_text, blocks) if text is not None)
+    if total <= limit:
+        return message
+    kept: list[Any] = []
+    left = limit
+    for block in blocks:
+        text = _block_text(block)
+        if text is None:
+            kept.append(block)
+        elif left > 0:
+            if len(text) > left:
+                text = text[:left] + _cut_note(total, limit)
+                block = {**block, "text": text} if isinstance(block, dict) else text
+            kept.append(block)
+            left -= len(text)
+    return message.model_copy(update={"content": kept})
+
+
+def _block_text(block: Any) -> str | None:
+    """The text of a content block (a string, or a ``{"type": "text"}`` block); ``None`` for other blocks."""
+    if isinstance(block, str):
+        return block
+    if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
+        return block["text"]
+    return None
+
+
+def _cut_note(total: int, limit: int) -> str:
+    return f"\n[cut: {total - limit:,} of {total:,} characters not shown]"
 
 
 class Observe:

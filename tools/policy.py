@@ -192,6 +192,11 @@ class ToolPolicy(CallPolicy):
     """The tool returns text from outside (web pages, search results, e-mails): the model gets it as delimited
     data, and the thread is marked as having read untrusted input (see ``approval="on_untrusted"``)."""
 
+    progress_resets_timeout: bool = False
+    """Progress the tool reports (an MCP progress notification: `tools.attempts.progress_made`) restarts the
+    attempt's ``timeout_s``, so a long tool that shows signs of life is not cut off; ``deadline_s`` still bounds
+    the call (the MCP specification: progress may reset the timer, a maximum should hold)."""
+
     @property
     def has_fallback(self) -> bool:
         return self.fallback is not NO_FALLBACK

@@ -10,7 +10,8 @@ one job and readable alone (`tools.steps`), outermost first:
       or Observe       other calls: the result, or the failure as an observation      tools.observations
     CapResult          an oversized result cut                                        tools.observations
     AttemptLoop        retries under the policy; each attempt through the circuit    tools.attempts
-                       breaker, the rate limit, the timeout and hedging
+                       breaker, error reports retry_on wants retried, the rate limit,
+                       the timeout and hedging
 
 The result is the tool's ``ToolMessage``, a plainly marked fallback, or an observation the model can act on.
 It never raises for a tool's failure, so one bad call cannot fail the node or cancel its siblings; only
@@ -33,6 +34,7 @@ from ironloop.tools.approval_gate import ApprovalGate
 from ironloop.tools.attempts import (
     AttemptLoop,
     CircuitGuard,
+    ErrorReport,
     Hedge,
     RateLimitSlot,
     RecordAttempt,
@@ -94,7 +96,7 @@ class ToolCallRunner:
         self.exactly_once = ExactlyOnce(store)
 
         attempt = chain(
-            [RecordAttempt(), CircuitGuard(), RateLimitSlot(), Timeout(sync_tools), Hedge()],
+            [RecordAttempt(), CircuitGuard(), ErrorReport(), RateLimitSlot(), Timeout(sync_tools), Hedge()],
             run_tool,
         )
         attempts = chain([CapResult(max_result_chars)], AttemptLoop(attempt, rng))

@@ -9,6 +9,7 @@ for each call of a tool whose policy says ``untrusted_output``.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ironloop.tools.records import CallOutcome
 from ironloop.tools.steps import CallContext, Result, Step
@@ -52,7 +53,22 @@ class UntrustedOutput:
     async def __call__(self, call: CallContext, proceed: Step) -> Result:
         message = await proceed(call)
         if call.policy.untrusted_output and call.record.outcome == CallOutcome.OK and isinstance(message, ToolMessage):
-            if isinstance(message.content, str):
-                message.content = wrap_untrusted(call.name, message.content)
+            message.content = wrap_content(call.name, message.content)
             call.record.untrusted = True
         return message
+
+
+def wrap_content(source: str, content: Any) -> Any:
+    """A result's text delimited as data: the whole of a text result, or each text block of a result made of
+    content blocks (an MCP tool's); images and other blocks are left as they are."""
+    if isinstance(content, str):
+        return wrap_untrusted(source, content)
+    wrapped: list[Any] = []
+    for block in content:
+        if isinstance(block, str):
+            wrapped.append(wrap_untrusted(source, block))
+        elif isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
+            wrapped.append({**block, "text": wrap_untrusted(source, block["text"])})
+        else:
+            wrapped.append(block)
+    return wrapped

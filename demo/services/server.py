@@ -24,7 +24,9 @@ class ServiceThread:
     The socket is bound before the thread starts, so `url` is valid (and connectable) right away.
     """
 
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, name: str = "service"):
+    def __init__(
+        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, name: str = "service", lifespan: bool = False
+    ):
         self.app = app
         self.name = name
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -38,7 +40,12 @@ class ServiceThread:
         self.host, self.port = self._socket.getsockname()[:2]
         # "critical": injected faults (a dropped response) would otherwise print tracebacks; clients see real errors.
         config = uvicorn.Config(
-            app, log_level="critical", access_log=False, lifespan="off", loop="asyncio", timeout_graceful_shutdown=1
+            app,
+            log_level="critical",
+            access_log=False,
+            lifespan="on" if lifespan else "off",
+            loop="asyncio",
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name=f"ironloop-{name}", daemon=True)
@@ -84,9 +91,16 @@ class ToolServices:
     payments: FaultInjector
     ledger: PaymentsLedger
 
+    mcp: bool = False
+    """Search is also served over MCP (streamable HTTP) at `mcp_url`."""
+
     @property
     def url(self) -> str:
         return self.service.url
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.service.url}/mcp/"
 
     def stop(self) -> None:
         self.service.stop()
@@ -105,17 +119,25 @@ def start_tool_services(
     port: int = 0,
     on_commit: Callable[[Charge], None] | None = None,
     payments_api_key: Secret | None = None,
+    mcp: bool = False,
 ) -> ToolServices:
     """Start search (``/search``) and payments (``/charges``) on one 127.0.0.1 server. With
-    ``payments_api_key`` the payments endpoints require it as a bearer token."""
+    ``payments_api_key`` the payments endpoints require it as a bearer token. With ``mcp`` (needs the ``mcp``
+    extra), search is also an MCP tool at ``/mcp/`` (`demo.services.mcp_search`), drawing the same faults."""
     chosen = profile_named(profile)
     search = FaultInjector(chosen.search, seed)
     payments = FaultInjector(chosen.payments, seed)
     ledger = PaymentsLedger()
     payments_app = create_payments_app(payments, ledger, on_commit=on_commit, api_key=payments_api_key)
     routes = [*create_search_app(search).routes, *payments_app.routes]
-    service = ServiceThread(Starlette(routes=routes), port=port, name="tool services").start()
-    return ToolServices(service, search, payments, ledger)
+    app = Starlette(routes=routes)
+    if mcp:
+        from ironloop.demo.services.mcp_search import create_mcp_search_app
+
+        mcp_app = create_mcp_search_app(search)
+        app = Starlette(routes=[*routes, *mcp_app.routes], lifespan=mcp_app.router.lifespan_context)
+    service = ServiceThread(app, port=port, name="tool services", lifespan=mcp).start()
+    return ToolServices(service, search, payments, ledger, mcp=mcp)
 
 
 def start_search_service(
