@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ironloop.benchmarks import BENCHMARKS
+from ironloop.cli.text import printable
 from ironloop.cli.trajectory import TrajectoryPrinter
 from ironloop.demo.scenario import DEMO_QUESTION
 
@@ -68,10 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except CommandError as exc:
-        print(f"ironloop: {'paused' if exc.code == EXIT_PAUSED else 'error'}: {exc}", file=sys.stderr)
+        print(f"ironloop: {'paused' if exc.code == EXIT_PAUSED else 'error'}: {printable(exc)}", file=sys.stderr)
         return exc.code
     except CheckpointStoreError as exc:
-        print(f"ironloop: error: {exc}", file=sys.stderr)
+        print(f"ironloop: error: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILED
     except KeyboardInterrupt:
         print("ironloop: interrupted", file=sys.stderr)
@@ -275,7 +276,7 @@ def run_real_model(args: argparse.Namespace) -> int:
         print(f"thread {thread}  ({store.where}; model {spec['ironloop_model']})")
         state_in = {"messages": [("user", args.question)]}
         answer = _drive(agent, state_in, _config(thread, spec), _approver(args), tokens=args.stream)
-        print(answer if answer is not None else "")
+        print(printable(answer or "", newlines=True))
     return 0
 
 
@@ -303,7 +304,7 @@ def resume_thread(args: argparse.Namespace) -> int:
             print(f"thread {args.thread}: resuming from checkpoint {latest.config['configurable']['checkpoint_id']}")
         answer = _drive(agent, None, config, _approver(args), tokens=getattr(args, "stream", False))
         if spec[AGENT_KEY] != "demo":
-            print(answer if answer is not None else "")
+            print(printable(answer or "", newlines=True))
     return 0
 
 
@@ -482,7 +483,7 @@ def list_threads(args: argparse.Namespace) -> int:
             failure = failure_of(snapshot) or "; ".join(describe_request(i.value) for i in pending_approvals(snapshot))
             step = (snapshot.metadata or {}).get("step", "-")
             line = f"{row.thread_id:<24} {_when(row.created_at)} {_when(row.updated_at)} {step:>5}  {status}"
-            print(line + (f" ({failure[:80]})" if failure else ""))
+            print(printable(line + (f" ({failure[:80]})" if failure else "")))
     return 0
 
 
@@ -498,7 +499,7 @@ def show_history(args: argparse.Namespace) -> int:
         print(f"{'checkpoint':<38} {'step':>4}  {'node':<10} {'time':<19}  pending tool calls")
         for row in rows:
             pending = ", ".join(row.pending) or "-"
-            print(f"{row.checkpoint_id:<38} {row.step:>4}  {row.node:<10} {row.created_at:<19}  {pending}")
+            print(printable(f"{row.checkpoint_id:<38} {row.step:>4}  {row.node:<10} {row.created_at:<19}  {pending}"))
     return 0
 
 
@@ -513,7 +514,7 @@ def show_report(args: argparse.Namespace) -> int:
     if args.json_out:
         print(json.dumps([r.as_dict() for r in rows], indent=2, default=str))
     else:
-        print(show(rows))
+        print(printable(show(rows), newlines=True))
     return 0
 
 
