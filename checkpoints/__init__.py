@@ -19,12 +19,15 @@ from ironloop.checkpoints.errors import (
     SchemaTooNewError,
 )
 from ironloop.checkpoints.saver import SQLAlchemySaver
+from ironloop.checkpoints.serde import AllowListSerializer, DisallowedTypeError
 
 __all__ = [
     "DEFAULT_DB_URL",
+    "AllowListSerializer",
     "CheckpointStoreError",
     "CorruptCheckpointError",
     "DatabaseUnavailableError",
+    "DisallowedTypeError",
     "InvalidDatabaseURLError",
     "InvalidKeyError",
     "SQLAlchemySaver",

@@ -10,10 +10,7 @@ newlines that end lines, and the hostile text must still be there, shown as esca
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.helpers import call, replay_model, turn
+from tests.helpers import call, replay_model, run_cli, turn
 from tests.openai_server import OpenAIStub
 
 HOSTILE = "\x1b[2K\x1b[1A\x1b]52;c;cm0gLXJmIH4K\x07\x9b31m\u202eevil\rover\x08\x00\x1b]8;;http://127.0.0.1:9/\x1b\\"
@@ -113,19 +110,6 @@ def hostile_search() -> Iterator[HostileSearch]:
         service.service.stop()
 
 
-def cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IRONLOOP_"))}
-    env["PYTHONPATH"] = str(Path(__file__).parent.parent)
-    return subprocess.run(
-        [sys.executable, "-m", "ironloop", *args, "--db", db],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-
-
 def test_every_command_prints_untrusted_text_inert(tmp_path: Path, hostile_search: HostileSearch) -> None:
     db = f"sqlite:///{tmp_path / 'hostile.db'}"
     calls = [
@@ -135,7 +119,7 @@ def test_every_command_prints_untrusted_text_inert(tmp_path: Path, hostile_searc
     ]
     with OpenAIStub() as stub:
         stub.queue.extend([AIMessage(content="", tool_calls=calls), AIMessage(content=f"the answer {HOSTILE}")])
-        run = cli(
+        run = run_cli(
             db,
             "run",
             "question",
@@ -154,10 +138,10 @@ def test_every_command_prints_untrusted_text_inert(tmp_path: Path, hostile_searc
     assert "t\\x1b[2K" in run.stdout and "bad query \\x1b[2" in run.stdout and "nosuch\\x1b[2K" in run.stdout
     assert "the answer \\x1b[2K" in run.stdout
     outputs = {"run": run}
-    outputs["threads"] = cli(db, "threads")
-    outputs["history"] = cli(db, "history", "hostile")
-    outputs["report"] = cli(db, "report")
-    outputs["an error"] = cli(db, "history", "nothing" + HOSTILE.replace("\x00", ""))
+    outputs["threads"] = run_cli(db, "threads")
+    outputs["history"] = run_cli(db, "history", "hostile")
+    outputs["report"] = run_cli(db, "report")
+    outputs["an error"] = run_cli(db, "history", "nothing" + HOSTILE.replace("\x00", ""))
     assert "nosuch\\x1b[2K" in outputs["report"].stdout, outputs["report"].stdout
     assert "c1\\x1b[2K" in outputs["history"].stdout, outputs["history"].stdout
     assert outputs["an error"].returncode == 2 and "nothing" in outputs["an error"].stderr
