@@ -15,6 +15,7 @@ from ironloop.checkpoints.errors import (
     DatabaseUnavailableError,
     InvalidDatabaseURLError,
     InvalidKeyError,
+    MissingDatabaseError,
     SchemaError,
     SchemaTooNewError,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "DisallowedTypeError",
     "InvalidDatabaseURLError",
     "InvalidKeyError",
+    "MissingDatabaseError",
     "SQLAlchemySaver",
     "SchemaError",
     "SchemaTooNewError",

@@ -53,3 +53,17 @@ def run_cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
         env=env,
         check=False,
     )
+
+
+def make_thread(url: str, thread: str) -> None:
+    """A finished thread (one tool call, then an answer) in the checkpoint database at ``url``."""
+    from ironloop.checkpoints import SQLAlchemySaver
+    from ironloop.graph.agent import build_agent
+
+    def echo(text: str) -> str:
+        """Echo."""
+        return text
+
+    with SQLAlchemySaver.from_url(url) as saver:
+        agent = build_agent(replay_model(turn(call("echo", text="a"))), [echo], checkpointer=saver)
+        agent.invoke({"messages": [("user", "go")]}, {"configurable": {"thread_id": thread}})

@@ -25,7 +25,6 @@ import pytest
 from ironloop.checkpoints import CorruptCheckpointError, SQLAlchemySaver
 from ironloop.checkpoints.schema import checkpoint_blobs, checkpoints
 from ironloop.checkpoints.serde import AllowListSerializer, DisallowedTypeError
-from ironloop.graph.agent import build_agent
 from ironloop.tools.validation import Rejection
 from langchain_core.messages import (
     AIMessage,
@@ -39,7 +38,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command, Interrupt, Send
 from sqlalchemy import update
 
-from tests.helpers import call, replay_model, run_cli, turn
+from tests.helpers import make_thread, run_cli
 
 
 def packed(code: int, payload: Any) -> ormsgpack.Ext:
@@ -138,18 +137,6 @@ def test_what_ironloop_and_langchain_store_round_trips() -> None:
     assert extended.loads_typed(extended.dumps_typed(Colour.RED)) is Colour.RED
     with pytest.raises(DisallowedTypeError):
         extended.loads_typed(hostile_blobs(Path("/nonexistent/x"))["os.system"])
-
-
-def make_thread(url: str, thread: str) -> None:
-    """A finished two-turn thread (a tool call, then an answer) in the database at ``url``."""
-
-    def echo(text: str) -> str:
-        """Echo."""
-        return text
-
-    with SQLAlchemySaver.from_url(url) as saver:
-        agent = build_agent(replay_model(turn(call("echo", text="a"))), [echo], checkpointer=saver)
-        agent.invoke({"messages": [("user", "go")]}, {"configurable": {"thread_id": thread}})
 
 
 def plant(url: str, thread: str, blob: tuple[str, bytes], where: str) -> None:
