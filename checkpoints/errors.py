@@ -1,5 +1,7 @@
 """The errors the checkpoint store raises, so a caller can tell "try again later" from "fix something".
 
+Their root is an `IronloopError` (the whole tree is drawn in `ironloop.tools.errors`).
+
     CheckpointStoreError               anything the checkpoint store raises on purpose
     ├── DatabaseUnavailableError       the database cannot be reached, or the connection dropped mid-operation;
     │                                  nothing is lost: retry, or resume the run from its last checkpoint later
@@ -18,8 +20,10 @@ never the password. The SQLAlchemy error that caused one is kept as ``__cause__`
 
 from __future__ import annotations
 
+from ironloop.tools.errors import IronloopError
 
-class CheckpointStoreError(Exception):
+
+class CheckpointStoreError(IronloopError):
     """Root of the errors raised by the checkpoint store."""
 
 

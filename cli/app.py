@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
     bench.set_defaults(handler=run_benchmark)
 
-    serve = commands.add_parser("serve-tools", help="run the local tool services on 127.0.0.1 until Ctrl-C")
+    serve = commands.add_parser("serve-tools", help="run the local tool services on 127.0.0.1 until Ctrl-C or SIGTERM")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--profile", default="reference")
     serve.add_argument("--seed", type=int, default=0)
@@ -567,16 +567,31 @@ def upgrade_db(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stopped(Exception):
+    """SIGTERM arrived: stop serving."""
+
+
 def serve_tools(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C (SIGINT) or SIGTERM, then stop the server and exit 0. SIGTERM counts because a
+    process a shell starts in the background ignores SIGINT."""
+    import signal
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise _Stopped
+
     service = _start_search(args.profile, args.seed, args.port, credentials=_credentials())
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     print(
         f"tool services on {service.url}: GET /search?q=..., POST /charges, GET /charges "
-        f"(profile {args.profile}, seed {args.seed}); Ctrl-C stops",
+        f"(profile {args.profile}, seed {args.seed}); Ctrl-C or SIGTERM stops",
         flush=True,
     )
     try:
         threading.Event().wait()
+    except (_Stopped, KeyboardInterrupt):
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         service.stop()
     return 0
 

@@ -18,6 +18,7 @@ from ironloop.graph.agent import build_agent
 from ironloop.tools.builtin import BUILTIN_POLICIES, PAYMENTS_URL_ENV, SEARCH_URL_ENV, ServiceURL, builtin_tools
 from ironloop.tools.credentials import Credentials
 from ironloop.tools.records import CallListener
+from ironloop.tools.sentinels import DEFAULT, Default
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
@@ -28,9 +29,10 @@ def build_demo_agent(
     checkpointer: BaseCheckpointSaver | None = None,
     listeners: Iterable[CallListener] = (),
     max_turns: int = 10,
-    credentials: Credentials | None = None,
+    credentials: Credentials | Default | None = DEFAULT,
 ) -> CompiledStateGraph:
-    """The demo agent. Without ``search_url`` its tools find their services as `graph`'s do."""
+    """The demo agent. Without ``search_url`` its tools find their services as `graph`'s do. ``credentials`` as
+    in `build_agent`: omitted, loaded from the environment and ``ironloop.toml`` when first needed."""
     payments_url: ServiceURL | None = None
     if search_url is None:
         search_url, payments_url = _from_env_or_local(SEARCH_URL_ENV), _from_env_or_local(PAYMENTS_URL_ENV)

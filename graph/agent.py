@@ -31,6 +31,7 @@ from ironloop.tools.records import CallListener
 from ironloop.tools.redaction import scrubbing_tool
 from ironloop.tools.runner import DEFAULT_MAX_RESULT_CHARS, ToolCallRunner
 from ironloop.tools.schemas import openai_tool_specs
+from ironloop.tools.sentinels import DEFAULT, Default
 from ironloop.tools.threads import DEFAULT_MAX_THREADS, ToolThreads, is_sync_only
 from ironloop.tools.validation import ToolCatalog
 from langchain_core.language_models import BaseChatModel
@@ -50,35 +51,48 @@ def build_agent(
     tools: Sequence[BaseTool | Callable[..., Any]],
     *,
     policies: Mapping[str, ToolPolicy] | None = None,
-    default_policy: ToolPolicy | None = None,
+    default_policy: ToolPolicy = DEFAULT_POLICY,
     checkpointer: BaseCheckpointSaver | None = None,
     max_turns: int = 10,
     system_prompt: str | None = None,
     max_concurrency: int = DEFAULT_MAX_THREADS,
     listeners: Iterable[CallListener] = (),
-    model_policy: ModelPolicy | None = None,
+    model_policy: ModelPolicy = DEFAULT_MODEL_POLICY,
     fallback_models: Sequence[BaseChatModel] = (),
     loop_limit: int = DEFAULT_LOOP_LIMIT,
     max_result_chars: int | None = DEFAULT_MAX_RESULT_CHARS,
-    idempotency_store: IdempotencyStore | None = None,
+    idempotency_store: IdempotencyStore | Default = DEFAULT,
     task_budget: TaskBudget | None = DEFAULT_TASK_BUDGET,
-    credentials: Credentials | None = None,
+    credentials: Credentials | Default | None = DEFAULT,
     name: str = "ironloop",
 ) -> CompiledStateGraph:
     """Compile a ReAct agent whose tool calls run under per-tool policies.
 
     ``model`` is any LangChain chat model with ``bind_tools``; ``tools`` are LangChain tools or plain
     functions with type hints and a docstring; ``policies`` maps a tool name to its `ToolPolicy`
-    (``default_policy`` covers the rest). ``max_turns`` caps model calls per user message; when it is spent
-    the run ends with an answer that says so. ``max_concurrency`` caps the calls (and sync-tool threads) that
-    run at once. The model is called under ``model_policy``, then each of ``fallback_models`` in turn.
-    A call identical to ``loop_limit`` earlier ones is refused; results longer than ``max_result_chars`` are cut.
-    Side-effect tools record their calls in ``idempotency_store``: by default the checkpoint database when the
-    checkpointer is a `checkpoints.SQLAlchemySaver` (durable across crashes), else process memory.
-    ``task_budget`` caps the retries and the wall time of each task (``None``: no cap).
-    ``credentials`` holds the tools' secrets (`tools.credentials`); by default they are loaded from the
-    environment and ``ironloop.toml`` when a tool granted some (``ToolPolicy.credentials``) is first called.
+    (``default_policy``, `DEFAULT_POLICY` unless given, covers the rest). ``max_turns`` caps model calls per user
+    message; when it is spent the run ends with an answer that says so. ``max_concurrency`` caps the calls (and
+    sync-tool threads) that run at once. The model is called under ``model_policy`` (`DEFAULT_MODEL_POLICY`
+    unless given), then each of ``fallback_models`` in turn. A call identical to ``loop_limit`` earlier ones is
+    refused; results longer than ``max_result_chars`` are cut.
+
+    Side-effect tools record their calls in ``idempotency_store``; omitted, it is the checkpoint database when
+    the checkpointer is a `checkpoints.SQLAlchemySaver` (durable across crashes), else process memory.
+    ``task_budget`` caps the retries and the wall time of each task (`DEFAULT_TASK_BUDGET` unless given).
+    ``credentials`` holds the tools' secrets (`tools.credentials`); omitted, they are loaded from the environment
+    and ``ironloop.toml`` when a tool granted some (``ToolPolicy.credentials``) is first called.
+
+    ``None`` always means "none" or "off": no checkpointer, no system prompt, no cap on results
+    (``max_result_chars``), no task budget, no credentials. Arguments for which "none" means nothing (the
+    policies, the ledger) do not take ``None``; leave them out for their default.
     """
+    for argument, value in (
+        ("default_policy", default_policy),
+        ("model_policy", model_policy),
+        ("idempotency_store", idempotency_store),
+    ):
+        if value is None:
+            raise TypeError(f"build_agent({argument}=None): leave {argument} out for its default")
     if max_turns < 1:
         raise ValueError(f"max_turns must be at least 1, got {max_turns}")
     if loop_limit < 1:
@@ -86,11 +100,12 @@ def build_agent(
     catalog = ToolCatalog(t if isinstance(t, BaseTool) else create_tool(t) for t in tools)
     if unknown := sorted(set(policies or {}) - set(catalog.tools)):
         raise ValueError(f"policies given for tools the agent does not have: {', '.join(unknown)}")
-    fallback_policy = default_policy or DEFAULT_POLICY
     credential_needs = check_grants(
-        catalog.tools, {n: (policies or {}).get(n, fallback_policy).credentials for n in catalog.tools}
+        catalog.tools, {n: (policies or {}).get(n, default_policy).credentials for n in catalog.tools}
     )
 
+    if idempotency_store is DEFAULT:
+        idempotency_store = default_idempotency_store(checkpointer)
     threads = ToolThreads(max_concurrency)
     budgets = Budgets(task_budget) if task_budget is not None else None
     runner = ToolCallRunner(
@@ -99,7 +114,7 @@ def build_agent(
         listeners=listeners,
         sync_tools=[name for name, t in catalog.tools.items() if is_sync_only(t)],
         max_result_chars=max_result_chars,
-        idempotency_store=idempotency_store or default_idempotency_store(checkpointer),
+        idempotency_store=idempotency_store,
         budgets=budgets,
         credentials=credentials,
         credential_needs=credential_needs,
@@ -112,14 +127,13 @@ def build_agent(
     ]
     tool_node = PolicyToolNode(
         node_tools,
-        credential_args=runner.credential_args,
         awrap_tool_call=runner.awrap_tool_call,
         handle_tool_errors=False,  # the runner turns every failure into an observation itself
     )
     tool_list = list(catalog.tools.values())
     caller = ModelCaller(
         [(model_name(m), bind_tools(m, tool_list)) for m in (model, *fallback_models)],
-        model_policy or DEFAULT_MODEL_POLICY,
+        model_policy,
     )
     loop = ReActLoop(
         caller=caller,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ironloop.tools.errors import describe, error_class
+from ironloop.tools.errors import ModelUnavailableError, describe, error_class
 from ironloop.tools.policy import CallPolicy
 from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -36,10 +36,6 @@ class ModelPolicy(CallPolicy):
 
 
 DEFAULT_MODEL_POLICY = ModelPolicy()
-
-
-class ModelUnavailableError(RuntimeError):
-    """Every model failed. The run stopped at its last checkpoint; resuming the thread retries the model."""
 
 
 class ModelCaller:

@@ -6,7 +6,7 @@ method is one node or one routing function. `graph.agent.build_agent` wires them
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from ironloop.graph.loop_guard import refuse_repeats
 from ironloop.graph.model_call import ModelCaller
@@ -15,7 +15,7 @@ from ironloop.tools.budget import Budgets, RunBudget, task_key
 from ironloop.tools.records import was_rejected
 from ironloop.tools.runner import ToolCallRunner
 from ironloop.tools.validation import Rejection, ToolCatalog
-from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, RemoveMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
 from langgraph.graph import END
@@ -77,7 +77,7 @@ class ReActLoop:
         """Before the model speaks: answer any tool call left without an observation first."""
         return "repair" if orphaned_calls(state["messages"]) else "model"
 
-    def repair_orphans(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+    def repair_orphans(self, state: AgentState, config: RunnableConfig) -> dict[str, list[BaseMessage]]:
         """Give every orphaned call its observation, right after its model message (providers require it).
 
         Orphans appear when a run stopped mid-turn and the thread then got new input instead of a resume.
@@ -86,8 +86,8 @@ class ReActLoop:
         """
         messages = state["messages"]
         answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
-        rebuilt: list[AnyMessage] = []
-        owed: list[ToolMessage] = []
+        rebuilt: list[BaseMessage] = []
+        owed: list[BaseMessage] = []
         for message in messages:
             if owed and not isinstance(message, ToolMessage):
                 rebuilt += owed
@@ -105,7 +105,7 @@ class ReActLoop:
         """Dispatch each of the model's calls on its own, or end the run."""
         last = state["messages"][-1]
         if not isinstance(last, AIMessage) or not (last.tool_calls or last.invalid_tool_calls):
-            return END
+            return cast(Literal["__end__"], END)
         if self._out_of_budget(state, config):
             return "finish"
         dispatch, rejected = self.catalog.split(last)
@@ -118,9 +118,10 @@ class ReActLoop:
         sends += [Send("reject", rejection) for rejection in rejected]
         return sends
 
-    def reject_call(self, rejection: Rejection, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
-        """Answer a call that will not be dispatched, with the reason and the expected schema."""
-        return {"messages": [self.runner.reject(rejection, config, get_stream_writer())]}
+    def reject_call(self, state: Rejection, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+        """Answer a call that will not be dispatched (``state`` is the rejection its ``Send`` carries), with the
+        reason and the expected schema."""
+        return {"messages": [self.runner.reject(state, config, get_stream_writer())]}
 
     def _out_of_budget(self, state: AgentState, config: RunnableConfig) -> str | None:
         """Why no further turn may start (turns, steps, task deadline), or ``None``."""
@@ -137,7 +138,7 @@ class ReActLoop:
         assert isinstance(last, AIMessage)
         spent = self._out_of_budget(state, config) or f"the turn budget of {self.max_turns} model calls"
         note = f"Not run: {spent} is spent."
-        pending = [(c["id"], c["name"]) for c in last.tool_calls] + [
+        pending = [(c["id"] or "", c["name"]) for c in last.tool_calls] + [
             (c.get("id") or "", c.get("name") or "") for c in last.invalid_tool_calls
         ]
         answers: list[AnyMessage] = [

@@ -44,7 +44,7 @@ def turns_taken(messages: list[AnyMessage]) -> int:
     return sum(isinstance(m, AIMessage) for m in current_run(messages))
 
 
-def orphaned_calls(messages: list[AnyMessage]) -> list[str]:
+def orphaned_calls(messages: list[AnyMessage]) -> list[str | None]:
     """Ids of tool calls that have no observation (a thread left mid-turn)."""
     answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
     return [c["id"] for m in messages if isinstance(m, AIMessage) for c in m.tool_calls if c["id"] not in answered]

@@ -23,15 +23,17 @@ _EXPORTS: dict[str, str] = {
     "AgentState": "ironloop.graph.state",
     "InputState": "ironloop.graph.state",
     "ModelPolicy": "ironloop.graph.model_call",
-    "ModelUnavailableError": "ironloop.graph.model_call",
+    "ModelUnavailableError": "ironloop.tools.errors",
     # one call's policy and its pieces
     "ToolPolicy": "ironloop.tools.policy",
     "DEFAULT_POLICY": "ironloop.tools.policy",
+    "NO_FALLBACK": "ironloop.tools.sentinels",
     "TaskBudget": "ironloop.tools.budget",
     "RateLimit": "ironloop.tools.rate_limit",
     "CircuitBreaker": "ironloop.tools.circuit",
     "ToolCallRunner": "ironloop.tools.runner",
-    # errors
+    # errors (the whole tree: ironloop.tools.errors)
+    "IronloopError": "ironloop.tools.errors",
     "ToolError": "ironloop.tools.errors",
     "TransientToolError": "ironloop.tools.errors",
     "PermanentToolError": "ironloop.tools.errors",
@@ -63,6 +65,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "DEFAULT_POLICY",
+    "NO_FALLBACK",
     "AgentState",
     "Approve",
     "Attempt",
@@ -75,6 +78,7 @@ __all__ = [
     "Edit",
     "InputState",
     "InvalidToolCallError",
+    "IronloopError",
     "ModelPolicy",
     "ModelUnavailableError",
     "PermanentToolError",
@@ -102,7 +106,7 @@ if TYPE_CHECKING:
     from ironloop.checkpoints.errors import CheckpointStoreError, DatabaseUnavailableError
     from ironloop.checkpoints.saver import SQLAlchemySaver
     from ironloop.graph.agent import build_agent
-    from ironloop.graph.model_call import ModelPolicy, ModelUnavailableError
+    from ironloop.graph.model_call import ModelPolicy
     from ironloop.graph.state import AgentState, InputState
     from ironloop.tools.approval import Approve, Edit, Reject
     from ironloop.tools.budget import TaskBudget
@@ -110,6 +114,8 @@ if TYPE_CHECKING:
     from ironloop.tools.credentials import Credentials, Secret
     from ironloop.tools.errors import (
         InvalidToolCallError,
+        IronloopError,
+        ModelUnavailableError,
         PermanentToolError,
         ToolError,
         ToolTimeoutError,
@@ -121,6 +127,7 @@ if TYPE_CHECKING:
     from ironloop.tools.records import Attempt, CallListener, CallRecord
     from ironloop.tools.runner import ToolCallRunner
     from ironloop.tools.sandbox import SandboxLimits, make_run_python_tool, run_python
+    from ironloop.tools.sentinels import NO_FALLBACK
 
 
 def __getattr__(name: str) -> Any:

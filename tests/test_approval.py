@@ -63,7 +63,7 @@ async def test_only_calls_needing_approval_wait_and_siblings_do_not_run_again(mo
     agent = build_agent(
         replay_model(turn(r, p1, p2)),
         tools.tools,
-        policies={"pay": ToolPolicy(side_effect=True, requires_approval=True)},
+        policies={"pay": ToolPolicy(side_effect=True, approval="always")},
         checkpointer=InMemorySaver(),
         idempotency_store=store,
     )
@@ -106,7 +106,7 @@ def test_an_invalid_edit_is_asked_again_and_a_valid_one_runs() -> None:
     agent = build_agent(
         replay_model(turn(p)),
         tools.tools,
-        policies={"pay": ToolPolicy(requires_approval=True)},
+        policies={"pay": ToolPolicy(approval="always")},
         checkpointer=InMemorySaver(),
     )
     first = agent.invoke({"messages": [("user", "go")]}, thread("edit"))
@@ -140,10 +140,10 @@ def test_decisions_typed_or_plain() -> None:
 def test_approval_policy_defaults() -> None:
     assert ToolPolicy().approval_mode == "never"
     assert ToolPolicy(side_effect=True).approval_mode == "on_untrusted"
-    assert ToolPolicy(requires_approval=True).approval_mode == "always"
+    assert ToolPolicy(approval="always").approval_mode == "always"
     assert ToolPolicy(side_effect=True, approval="never").approval_mode == "never"
-    with pytest.raises(ValueError):
-        ToolPolicy(requires_approval=True, approval="never")
+    with pytest.raises(TypeError):  # one way to say it: approval="always"
+        ToolPolicy(requires_approval=True)  # type: ignore[call-arg]
     with pytest.raises(ValueError):
         ToolPolicy(approval="sometimes")  # type: ignore[arg-type]
     assert BUILTIN_POLICIES["search"].untrusted_output

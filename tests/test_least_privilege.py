@@ -384,7 +384,7 @@ def test_the_model_never_sees_the_parameter_and_cannot_forge_it(payments: Echoin
     assert payments.received == [f"Bearer {secret}"]  # only the real charge was sent, with the configured key
 
     # Behind that check, the tools node itself drops a model-written value for an injected parameter.
-    node = PolicyToolNode(tools, credential_args=lambda name: {})
+    node = PolicyToolNode(tools)
     stripped = node._inject_tool_args({**forged, "type": "tool_call"}, None, tools[1])  # type: ignore[arg-type]
     assert stripped["args"] == {"query": "x"}
 

@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
+import platform
+import re
 import resource
 import secrets
+import signal
 import socket
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ironloop.graph import build_agent
 from ironloop.tools import RUN_PYTHON_POLICY, Sandbox, SandboxLimits, SandboxResult, SandboxUnavailableError
-from ironloop.tools.sandbox import make_run_python_tool
+from ironloop.tools.sandbox import MiB, make_run_python_tool
+from ironloop.tools.sandbox_cgroup import CallCgroup, CgroupPlan, Hierarchy
+from ironloop.tools.sandbox_seccomp import DENIED, SYSCALLS
 
 from tests.helpers import call, observations, replay_model, turn
 
@@ -287,17 +296,20 @@ while True:
 
 
 def test_attack_memory_bomb(box: Sandbox) -> None:
+    """One process past its address space gets ``MemoryError``, its own error: not a limit ironloop saw."""
     code = "print('allocating', flush=True)\nhoard = []\nwhile True:\n    hoard.append(bytearray(50 * 2**20))"
     result = run(box, code)
     assert result.stdout == "allocating\n"
-    assert result.limit == "memory" and result.stderr.splitlines()[-1] == "MemoryError"
+    assert result.stderr.splitlines()[-1] == "MemoryError" and result.exit_status == 1
+    assert result.limits_hit == []
 
 
 def test_attack_infinite_loop(box: Sandbox) -> None:
-    result = run(box, "print('spinning', flush=True)\nwhile True:\n    pass")
+    spin = dataclasses.replace(box, limits=dataclasses.replace(LIMITS, cpu_s=1, wall_s=30.0))  # a loaded machine
+    result = run(spin, "print('spinning', flush=True)\nwhile True:\n    pass")
     assert result.stdout == "spinning\n"
-    assert result.limit == "cpu" and result.signal == "SIGXCPU"
-    assert result.duration_s < LIMITS.wall_s
+    assert result.limits_hit == ["cpu"] and result.signal == "SIGXCPU" and result.exit_status == 128 + 24
+    assert result.duration_s < 30.0
 
 
 def test_attack_100_mb_of_output(box: Sandbox) -> None:
@@ -388,10 +400,456 @@ for pid in sorted(os.listdir("/proc"), key=lambda p: (len(p), p)):
     lines = result.stdout.splitlines()
     assert lines[0] == "me 2"
     processes = dict(line.split(" ", 1) for line in lines[1:])
-    assert processes.keys() == {"1", "2"}  # bwrap's init and the program: nothing of the host
-    assert processes["1"].endswith("bwrap") and "python" in processes["2"]
+    assert processes.keys() == {"1", "2"}  # the launcher's supervisor and the program: nothing of the host
+    assert processes["1"] == processes["2"] == "/usr/bin/python3"
     host_init = Path("/proc/1/cmdline").read_bytes().split(b"\0")[0].decode()
     assert host_init not in processes.values() or host_init.endswith("bwrap")
+
+
+# -- outliving the call: the kill, the seccomp filter ---------------------------------------------------------------
+
+PTRACE_INJECTION = """
+import ctypes, os
+
+class _Regs(ctypes.Structure):  # struct user_regs_struct, x86_64
+    _fields_ = [(name, ctypes.c_ulong) for name in (
+        "r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip cs eflags rsp ss "
+        "fs_base gs_base ds es fs gs").split()]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.restype = ctypes.c_long
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+
+def _ptrace(request, pid, data=None):
+    ctypes.set_errno(0)
+    if _libc.ptrace(request, pid, None, data) == -1 and ctypes.get_errno():
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+def clear_parent_death_signal(pid):
+    # Make process pid (stopped in a system call) run prctl(PR_SET_PDEATHSIG, 0): it no longer dies with its
+    # parent. What the escape from the sandbox needs.
+    _ptrace(16, pid)  # PTRACE_ATTACH
+    os.waitpid(pid, 0x40000000)  # __WALL
+    saved, after = _Regs(), _Regs()
+    _ptrace(12, pid, ctypes.byref(saved))  # PTRACE_GETREGS
+    regs = _Regs.from_buffer_copy(saved)
+    regs.rip, regs.rax, regs.rdi, regs.rsi, regs.orig_rax = saved.rip - 2, 157, 1, 0, 2**64 - 1
+    _ptrace(13, pid, ctypes.byref(regs))  # PTRACE_SETREGS: the syscall instruction it sits on, now prctl
+    _ptrace(9, pid)  # PTRACE_SINGLESTEP
+    os.waitpid(pid, 0x40000000)
+    _ptrace(12, pid, ctypes.byref(after))
+    _ptrace(13, pid, ctypes.byref(saved))
+    _ptrace(17, pid)  # PTRACE_DETACH
+    return ctypes.c_long(after.rax).value
+"""
+
+
+def processes_in_namespace(namespace: str) -> list[int]:
+    """Host pids of the live processes in pid namespace ``namespace`` (``pid:[inode]``): a /proc scan."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, StopIteration):
+                if os.readlink(entry / "ns" / "pid") == namespace and _status(entry.name, "State:") != "Z":
+                    found.append(int(entry.name))
+    return found
+
+
+def _status(pid: str | int, field: str) -> str:
+    """A field of /proc/PID/status: its last word (``State:`` -> ``S``, ``NSpid:`` -> the innermost pid)."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    words = next(line for line in lines if line.startswith(field)).split()
+    return words[1] if field == "State:" else words[-1]
+
+
+def namespace_init(namespace: str) -> int:
+    """The host pid of pid 1 of ``namespace``."""
+    return next(pid for pid in processes_in_namespace(namespace) if _status(pid, "NSpid:") == "1")
+
+
+@contextlib.contextmanager
+def reaping(marker: str, namespaces: list[str]) -> Iterator[None]:
+    """Kill what an escape left behind (the test has failed then), so one failure does not litter the host."""
+    try:
+        yield
+    finally:
+        for pid in host_processes_with(marker) + [p for n in namespaces for p in processes_in_namespace(n)]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _require_x86_64() -> None:
+    _require(platform.machine() == "x86_64", f"the attack is written for x86_64, not {platform.machine()}")
+
+
+def test_attack_ptrace_the_sandbox_init_to_outlive_the_call(box: Sandbox, marker: str) -> None:
+    """The escape of the review: ptrace pid 1, clear its parent-death signal, live on after the timeout."""
+    _require_x86_64()
+    code = (
+        PTRACE_INJECTION
+        + f"""
+import os, sys
+print("namespace", os.readlink("/proc/self/ns/pid"), flush=True)
+try:
+    print("prctl in pid 1 returned", clear_parent_death_signal(1), flush=True)
+except OSError as exc:
+    print("blocked:", exc, flush=True)
+os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(60)", {marker!r}])
+"""
+    )
+    namespaces: list[str] = []
+    with reaping(marker, namespaces):
+        result = run(box, code)
+        namespaces.append(result.stdout.split()[1])
+        time.sleep(0.3)
+        assert processes_in_namespace(namespaces[0]) == [] and host_processes_with(marker) == []
+        assert "blocked: [Errno 1] Operation not permitted" in result.stdout
+        assert result.limits_hit == ["timeout"]
+
+
+def test_the_kill_reaches_everything_even_if_the_init_outlives_its_parent(box: Sandbox, marker: str) -> None:
+    """The other end: suppose the program got pid 1 to ignore its parent's death anyway (here root does it from
+    outside, which nothing inside can stop): ending the call still kills every process of the sandbox."""
+    _require_x86_64()
+    _require(os.geteuid() == 0, "ptrace-ing the sandbox's pid 1 from outside needs root")
+    code = (
+        f"import os, sys\nos.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])"
+    )
+    injection: dict[str, Any] = {}
+    exec(PTRACE_INJECTION, injection)
+    namespaces: list[str] = []
+
+    async def attack() -> tuple[SandboxResult, int]:
+        call = asyncio.create_task(box.arun(code))
+        while not (sleepers := host_processes_with(marker)):
+            await asyncio.sleep(0.02)
+        namespaces.append(os.readlink(f"/proc/{sleepers[0]}/ns/pid"))
+        cleared = await asyncio.to_thread(injection["clear_parent_death_signal"], namespace_init(namespaces[0]))
+        return await call, cleared
+
+    with reaping(marker, namespaces):
+        result, cleared = asyncio.run(attack())
+        assert cleared == 0 and result.limits_hit == ["timeout"]
+        time.sleep(0.3)
+        assert processes_in_namespace(namespaces[0]) == [] and host_processes_with(marker) == []
+
+
+SYSCALL_ATTEMPTS = """
+import ctypes, errno, os, socket, subprocess, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+buffer = ctypes.create_string_buffer(4096)
+
+def attempt(name, *args):
+    ctypes.set_errno(0)
+    result = libc.syscall(*[ctypes.c_long(a) if isinstance(a, int) else a for a in (NUMBERS[name], *args)])
+    print(name, errno.errorcode.get(ctypes.get_errno(), "?") if result == -1 else "allowed", flush=True)
+
+attempt("ptrace", 0, 0, 0, 0)                       # PTRACE_TRACEME
+attempt("process_vm_readv", os.getpid(), 0, 0, 0, 0, 0)
+attempt("keyctl", 0, -3, 0)                         # KEYCTL_GET_KEYRING_ID of the session keyring
+attempt("io_uring_setup", 1, buffer)
+attempt("unshare", 0x10000000)                      # CLONE_NEWUSER
+attempt("setns", -1, 0)
+attempt("bpf", 999, 0, 0)
+attempt("perf_event_open", 0, 0, -1, -1, 0)
+attempt("userfaultfd", 1)                           # UFFD_USER_MODE_ONLY
+attempt("personality", 0xFFFFFFFF)                  # a query
+attempt("clone", 0x10000000 | 0x00010000, 0, 0, 0, 0)  # CLONE_NEWUSER | CLONE_THREAD: EINVAL past the filter
+attempt("clone3", 0, 0)
+attempt("ioctl", 1, 0x5412, buffer)                 # TIOCSTI
+for family in (socket.AF_VSOCK, socket.AF_ALG):
+    try:
+        socket.socket(family, socket.SOCK_SEQPACKET).close()
+        print("socket", family.name, "allowed")
+    except OSError as exc:
+        print("socket", family.name, errno.errorcode[exc.errno])
+# what programs do stays allowed
+socket.socket(socket.AF_INET).close()
+socket.socket(socket.AF_UNIX).close()
+worker = threading.Thread(target=print, args=("thread ran",))
+worker.start()
+worker.join()
+if (child := os.fork()) == 0:
+    os._exit(7)
+print("fork exit", os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+print(subprocess.run([sys.executable, "-c", "print('subprocess ran')"], capture_output=True, text=True).stdout.strip())
+"""
+
+
+def test_attack_system_calls_a_program_never_needs(box: Sandbox) -> None:
+    """Each refused (``EPERM``; ``clone3`` ``ENOSYS``, so the C library uses ``clone``), while threads, fork,
+    subprocess and inet/unix sockets work. Without the filter, most of these answer otherwise."""
+    numbers = SYSCALLS.get(platform.machine())
+    _require(numbers is not None, f"no system call numbers for {platform.machine()}")
+    result = run(box, f"NUMBERS = {numbers!r}\n" + SYSCALL_ATTEMPTS)
+    lines = result.stdout.splitlines()
+    answers = dict(line.rsplit(" ", 1) for line in lines if not line.startswith(("thread", "fork", "subprocess")))
+    refused = ["ptrace", "process_vm_readv", "keyctl", "io_uring_setup", "unshare", "setns", "bpf"]
+    refused += ["perf_event_open", "userfaultfd", "personality", "clone", "ioctl", "socket AF_VSOCK", "socket AF_ALG"]
+    assert answers == {**dict.fromkeys(refused, "EPERM"), "clone3": "ENOSYS"}
+    assert "thread ran\nfork exit 7\nsubprocess ran\n" in result.stdout and result.exit_status == 0
+
+
+def test_attack_system_calls_through_the_32_bit_abi(box: Sandbox) -> None:
+    """``int 0x80`` takes the i386 numbers (26 is ptrace there), which a filter checking only x86_64 numbers
+    would let through: the filter checks the architecture and kills the process."""
+    _require_x86_64()
+    code = """
+import ctypes, mmap
+page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+page.write(bytes([0x53, 0xB8, 26, 0, 0, 0, 0x31, 0xDB, 0xCD, 0x80, 0x5B, 0xC3]))  # push rbx; ptrace(TRACEME); pop rbx
+print("calling", flush=True)
+print("returned", ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(page)))())
+"""
+    result = run(box, code)
+    assert result.stdout == "calling\n"
+    assert result.signal == "SIGSYS" and result.exit_status == 128 + signal.SIGSYS
+
+
+def test_system_call_numbers_match_the_kernel_headers() -> None:
+    """The filter's numbers, checked against the kernel's headers (linux-libc-dev)."""
+    headers = {
+        "x86_64": Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"),
+        "aarch64": Path("/usr/include/asm-generic/unistd.h"),
+    }
+    _require(all(path.exists() for path in headers.values()), "the kernel headers are not installed")
+    for machine, header in headers.items():
+        defined = {m[1]: int(m[2]) for m in re.finditer(r"#define __NR_(\w+)\s+(\d+)\b", header.read_text())}
+        ours = SYSCALLS[machine]
+        assert {name: number for name, number in ours.items() if name in defined} == {
+            name: defined[name] for name in ours if name in defined
+        }, machine
+        assert set(ours) - set(defined) <= {"open_tree_attr"}, machine  # newer than these headers (467 everywhere)
+    assert set(DENIED) <= set(SYSCALLS["x86_64"])
+
+
+# -- the call as a whole: memory, processes, CPU -------------------------------------------------------------------
+
+BOUNDED = SandboxLimits(wall_s=20.0, memory_bytes=200 * MiB, memory_total_bytes=450 * MiB, processes=16, cpu_s=5)
+
+
+@pytest.fixture(params=["cgroup", "fallback"])
+def bounded_box(request: pytest.FixtureRequest, box: Sandbox) -> Sandbox:
+    """The sandbox with its call-wide bounds from cgroups (required where the machine allows them, and in CI),
+    or forced onto the rlimit fallback."""
+    sandbox = dataclasses.replace(box, limits=BOUNDED, cgroups=request.param == "cgroup")
+    bounds = sandbox.bounds()
+    print(request.param, bounds.describe())
+    if request.param == "cgroup":
+        found = bounds.describe()
+        _require({"memory", "pids"} <= set(bounds.plan.controllers), f"no memory and pids cgroups here ({found})")
+    else:
+        assert bounds.plan == CgroupPlan()
+    return sandbox
+
+
+def test_attack_memory_hogs_bounded_as_a_whole(bounded_box: Sandbox, marker: str) -> None:
+    """Six children of 150 MiB each (each within its own 200 MiB) would hold 900 MiB; the call's total is
+    450 MiB. The resident anonymous memory of the sandbox's processes, sampled from outside, stays under it."""
+    hog = "import time\nblock = bytearray(150 * 2**20)\nblock[::4096] = b'x' * len(block[::4096])\ntime.sleep(4)\n"
+    code = f"""
+import os, sys
+children = []
+for _ in range(6):
+    try:
+        child = os.fork()
+    except OSError as exc:
+        print("fork refused:", exc.strerror, flush=True)
+        break
+    if child == 0:
+        os.execv(sys.executable, [sys.executable, "-c", {hog!r}, {marker!r}])
+    children.append(child)
+for child in children:
+    print("hog ended", os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), flush=True)
+"""
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, sum(_rss_anon(pid) for pid in host_processes_with(marker)))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = run(bounded_box, code)
+    finally:
+        done.set()
+        sampler.join()
+    print(f"peak resident: {peak / MiB:.0f} MiB")
+    # The hogs did allocate, and never past the total (the sum is read process by process: a hog killed and
+    # another grown between two reads could add a little).
+    assert 100 * MiB < peak <= BOUNDED.total_memory() + 16 * MiB
+    if bounded_box.cgroups:
+        assert result.limits_hit == ["memory"] and "hog ended -9" in result.stdout  # the kernel killed some
+    else:  # 450 MiB // 200 MiB: two processes, the program and one hog
+        assert bounded_box.bounds().processes == 2
+        assert result.stdout.startswith("fork refused: Resource temporarily unavailable\nhog ended 0\n")
+    assert host_processes_with(marker) == []
+
+
+def _rss_anon(pid: int) -> int:
+    with contextlib.suppress(OSError, StopIteration):
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("RssAnon:")).split()[1]) * 1024
+    return 0
+
+
+def test_processes_bounded_as_a_whole(bounded_box: Sandbox) -> None:
+    """Forks until refused: the program's processes stop at the call's bound (its first process included); with
+    a pids cgroup the refusal is a limit ironloop saw (``processes``)."""
+    code = """
+import os, time
+alive = 1
+while True:
+    try:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+    except OSError as exc:
+        print("refused at", alive, exc.strerror, flush=True)
+        break
+    alive += 1
+"""
+    result = run(bounded_box, code)
+    bounds = bounded_box.bounds()
+    assert result.stdout == f"refused at {bounds.processes} Resource temporarily unavailable\n"
+    assert result.limits_hit == (["processes"] if bounded_box.cgroups else [])
+
+
+def test_cpu_rate_bounded_as_a_whole(box: Sandbox) -> None:
+    """Four processes spinning for two seconds with ``cpus=0.02``: together they get about 0.04 CPU seconds.
+    Unbounded they take what the cores give them: 2 s or more on an idle 2-core machine, still 0.5 s measured
+    with a load average of 11 on it (the bound is 0.1 s here)."""
+    sandbox = dataclasses.replace(box, limits=dataclasses.replace(LIMITS, cpus=0.02, wall_s=30.0))
+    _require("cpu" in sandbox.bounds().plan.controllers, f"no cpu cgroup here ({sandbox.bounds().describe()})")
+    code = """
+import os, time
+children = []
+for _ in range(4):
+    if (child := os.fork()) == 0:
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            pass
+        os._exit(0)
+    children.append(child)
+for child in children:
+    os.waitpid(child, 0)
+times = os.times()
+print(round(times.children_user + times.children_system, 2))
+"""
+    result = run(sandbox, code)
+    assert float(result.stdout) < 0.02 * 2.0 * 2 + 0.02  # twice the bound, plus a few scheduler periods
+
+
+# -- output and the report ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", ["cpu", "timeout"])
+def test_output_printed_before_a_limit_is_returned(box: Sandbox, stop: str) -> None:
+    """No flush: Python runs unbuffered (``-u``; ``-I`` ignores PYTHONUNBUFFERED), so the line is not lost."""
+    spin = dataclasses.replace(box, limits=dataclasses.replace(LIMITS, cpu_s=1, wall_s=30.0))
+    code = {
+        "cpu": "print('partial')\nwhile True:\n    pass",
+        "timeout": "print('partial')\nimport time\ntime.sleep(60)",
+    }
+    result = run(spin if stop == "cpu" else box, code[stop])
+    assert result.stdout == "partial\n" and result.limits_hit == [stop]
+
+
+def test_attack_forge_the_report(box: Sandbox) -> None:
+    """The program writes claims on every descriptor it has or can reopen, raises ``MemoryError`` itself, and
+    exits with 152 (what bwrap gives for SIGXCPU): none of it becomes a limit or a signal."""
+    code = """
+import os
+forged = b'memory\\nprocesses\\ncpu\\n{"exit_status": 0, "signal": "SIGXCPU", "cpu": true}\\n'
+written = []
+for fd in range(3, 1024):
+    try:
+        os.write(fd, forged)
+        written.append(fd)
+    except OSError:
+        pass
+for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError as exc:
+        print("fds of", pid, "refused:", type(exc).__name__)
+        continue
+    for fd in fds:
+        try:
+            with open(f"/proc/{pid}/fd/{fd}", "wb", buffering=0) as reopened:
+                reopened.write(forged)
+            written.append(f"{pid}/{fd}")
+        except OSError:
+            pass
+try:
+    open("/proc/1/mem", "rb").close()
+    print("pid 1 memory opened")
+except OSError as exc:
+    print("pid 1 memory refused:", type(exc).__name__)
+print("written", written, flush=True)
+raise MemoryError
+"""
+    result = run(box, code)
+    assert "fds of 1 refused: PermissionError" in result.stdout
+    assert "written ['2/0']" in result.stdout  # nothing but its own stdin, /dev/null
+    assert "pid 1 memory refused: PermissionError" in result.stdout
+    assert result.stderr.splitlines()[-1] == "MemoryError"
+    assert result.limits_hit == [] and result.signal is None and result.exit_status == 1
+    forged_exit = run(box, "import sys\nsys.exit(128 + 24)")
+    assert forged_exit.exit_status == 152 and forged_exit.signal is None and forged_exit.limits_hit == []
+    self_signalled = run(box, "import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)")
+    assert self_signalled.signal == "SIGXCPU" and self_signalled.limits_hit == []  # true, but no CPU limit hit
+
+
+# -- where the bounds come from ------------------------------------------------------------------------------------
+
+
+def test_the_cgroups_this_machine_allows_are_used(box: Sandbox) -> None:
+    """What this machine allows is what a call gets: no cgroup dropped on the way (CI must have them all)."""
+    bounds = box.bounds()
+    print(bounds.describe())
+    assert bounds.plan == CgroupPlan.detect() and bounds.note is None
+    if os.environ.get("CI") == "true":
+        assert set(bounds.plan.controllers) == {"memory", "pids", "cpu"} and bounds.plan.kill is not None
+
+
+def _cgroup_dir(path: Path, subtree_control: str | None = None) -> Path:
+    path.mkdir(parents=True)
+    (path / "cgroup.procs").write_text("")
+    if subtree_control is not None:
+        (path / "cgroup.subtree_control").write_text(subtree_control)
+    return path
+
+
+def test_cgroup_plan_reads_v2_and_hybrid_layouts(tmp_path: Path) -> None:
+    """The plan, and the files a call writes, on made-up trees: cgroup v2 with its controllers delegated, and
+    the hybrid layout of this machine (v1 controllers, the v2 hierarchy for ``cgroup.kill`` only)."""
+    service = _cgroup_dir(tmp_path / "v2" / "service", subtree_control="memory pids cpu\n")
+    mountinfo = f"30 20 0:26 / {tmp_path / 'v2'} rw - cgroup2 cgroup2 rw\n"
+    plan = CgroupPlan.from_text("0::/service\n", mountinfo)
+    assert set(plan.controllers) == {"memory", "pids", "cpu"} and plan.kill == plan.controllers["memory"]
+    CallCgroup(plan).open(memory_bytes=300 * MiB, tasks=10, cpus=0.5)
+    (created,) = [entry for entry in service.iterdir() if entry.is_dir()]
+    written = {file.name: file.read_text() for file in created.iterdir()}
+    assert written == {"memory.max": str(300 * MiB), "pids.max": "10", "cpu.max": "50000 100000"}  # no swap file
+    assert CgroupPlan.from_text("0::/elsewhere\n", mountinfo) == CgroupPlan()  # not visible in this mount
+
+    memory, pids = _cgroup_dir(tmp_path / "memory" / "job"), _cgroup_dir(tmp_path / "pids")
+    _cgroup_dir(tmp_path / "unified", subtree_control="")
+    mountinfo = "\n".join(
+        f"3{i} 20 0:2{i} / {tmp_path / name} rw - {kind} cgroup rw,{options}"
+        for i, (name, kind, options) in enumerate(
+            [("memory", "cgroup", "memory"), ("pids", "cgroup", "pids"), ("unified", "cgroup2", "nsdelegate")]
+        )
+    )
+    plan = CgroupPlan.from_text("4:memory:/job\n3:pids:/\n1:cpu:/\n0::/\n", mountinfo)
+    assert plan.controllers == {"memory": Hierarchy(memory, 1), "pids": Hierarchy(pids, 1)}  # cpu: not mounted
+    assert plan.kill == Hierarchy(tmp_path / "unified", 2)
 
 
 # -- refusing without isolation ------------------------------------------------------------------------------------

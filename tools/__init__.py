@@ -2,6 +2,7 @@
 
 from ironloop.tools.errors import (
     InvalidToolCallError,
+    IronloopError,
     PermanentToolError,
     ToolError,
     ToolTimeoutError,
@@ -30,6 +31,7 @@ __all__ = [
     "CallOutcome",
     "CallRecord",
     "InvalidToolCallError",
+    "IronloopError",
     "PermanentToolError",
     "Sandbox",
     "SandboxLimits",

@@ -13,11 +13,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ironloop.tools.errors import PermanentToolError
-
-
-class CircuitOpenError(PermanentToolError):
-    """The tool's circuit is open: the call was not sent (a retry now would fail the same way)."""
+from ironloop.tools.errors import CircuitOpenError
 
 
 class CircuitState(StrEnum):

@@ -25,13 +25,13 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
-from ironloop.tools.errors import PermanentToolError
+from ironloop.tools.errors import CredentialsConfigError, MissingCredentialError
 from ironloop.tools.redaction import REDACTED, redact_forms, secret_forms
-from langchain_core.tools import BaseTool
-from langchain_core.utils.pydantic import get_fields
+from langchain_core.tools import BaseTool, InjectedToolArg
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.fields import FieldInfo
 from pydantic_core import core_schema
 
 ENV_PREFIX = "IRONLOOP_TOOL_"
@@ -108,14 +108,6 @@ class Secret:
     @classmethod
     def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> Any:
         return {"type": "string", "format": "password", "writeOnly": True}
-
-
-class CredentialsConfigError(ValueError):
-    """The credentials configuration cannot be used (unreadable file, bad TOML, a value of the wrong shape)."""
-
-
-class MissingCredentialError(PermanentToolError):
-    """A tool needs a credential nobody configured. The message says what to set (never a value)."""
 
 
 def env_var(tool: str, name: str) -> str:
@@ -261,21 +253,29 @@ def _check_name(name: str, what: str) -> None:
 
 def credential_params(tool: BaseTool) -> dict[str, bool]:
     """The tool's parameters that take a `Secret` through ``InjectedToolArg``: name → required (no default)."""
-    from langchain_core.tools.base import _is_injected_arg_type, get_all_basemodel_annotations
-
-    schema = tool.get_input_schema()
-    fields = get_fields(schema)
+    fields: dict[str, FieldInfo] = getattr(tool.get_input_schema(), "model_fields", {})  # pydantic 2 schemas
     return {
-        name: fields[name].is_required()
-        for name, annotation in get_all_basemodel_annotations(schema).items()
-        if name in fields and _is_injected_arg_type(annotation) and _mentions_secret(annotation)
+        name: field.is_required()
+        for name, field in fields.items()
+        if _is_injected(field.annotation, field.metadata) and _mentions_secret(field.annotation)
     }
+
+
+def _is_injected(annotation: Any, metadata: Iterable[Any] = ()) -> bool:
+    """Marked ``InjectedToolArg`` (the marker class or an instance), in ``Annotated`` metadata at any depth."""
+    marker = InjectedToolArg
+    if any(isinstance(m, marker) or (isinstance(m, type) and issubclass(m, marker)) for m in metadata):
+        return True
+    if get_origin(annotation) is Annotated:
+        inner, *extra = get_args(annotation)
+        return _is_injected(inner, extra)
+    return any(_is_injected(arg) for arg in get_args(annotation))
 
 
 def _mentions_secret(annotation: Any) -> bool:
     if annotation is Secret:
         return True
-    return any(_mentions_secret(a) for a in getattr(annotation, "__args__", ()) or ())
+    return any(_mentions_secret(a) for a in get_args(annotation))
 
 
 def check_grants(tools: Mapping[str, BaseTool], grants: Mapping[str, Iterable[str]]) -> dict[str, dict[str, bool]]:

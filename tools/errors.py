@@ -1,15 +1,33 @@
-"""The errors the runtime tells apart, and the one place foreign errors are classified.
+"""ironloop's one exception tree, and the one place foreign errors are classified.
 
-    ToolError
-    ├── TransientToolError        worth another attempt (backoff; ``retry_after_s`` honoured)
-    │   └── ToolTimeoutError      an attempt passed its ``timeout_s``
-    └── PermanentToolError        another attempt would fail the same way; shown to the model
-        └── InvalidToolCallError  the call was never dispatched (unknown tool, arguments off-schema)
+Everything ironloop raises on purpose derives from `IronloopError`; catch it to catch them all. The tree lives
+here, at the bottom of the import graph, so every other module can use it (the checkpoint errors are defined in
+`ironloop.checkpoints.errors`, which imports the root from here: the runtime never imports the checkpoints).
 
-Tools may raise these directly. Errors from libraries are classified by `is_transient` without being
-wrapped: timeouts, connection errors, and HTTP 408/425/429/500/502/503/504 are transient; everything else,
-4xx and validation errors included, is permanent. Programming mistakes are permanent too: retrying a
-``TypeError`` only burns the deadline.
+    IronloopError
+    ├── ToolError                      about one tool call; the runner turns each into an observation
+    │   ├── TransientToolError         worth another attempt (backoff; ``retry_after_s`` honoured)
+    │   │   ├── ToolTimeoutError       an attempt passed its ``timeout_s``
+    │   │   └── RateLimitTimeoutError  no rate-limit slot freed up before the call's deadline
+    │   └── PermanentToolError         another attempt would fail the same way; shown to the model
+    │       ├── InvalidToolCallError   the call was never dispatched (unknown tool, arguments off-schema)
+    │       ├── CircuitOpenError       the tool's circuit is open: the call was not sent
+    │       ├── MissingCredentialError the tool needs a credential nobody configured
+    │       └── SandboxUnavailableError  the isolation ``run_python`` needs is missing; nothing ran
+    ├── CredentialsConfigError (ValueError)   the credentials file or variables cannot be used
+    ├── ModelUnavailableError (RuntimeError)  every model failed; the run stopped at its last checkpoint
+    └── CheckpointStoreError           the checkpoint store (`ironloop.checkpoints.errors`)
+        ├── DatabaseUnavailableError   unreachable, or the connection dropped; nothing lost: retry later
+        ├── InvalidDatabaseURLError (ValueError)  malformed URL, unknown dialect, missing driver
+        ├── InvalidKeyError (ValueError)          a key does not fit its column; refused before writing
+        ├── SchemaError                the database's schema cannot be used as it is
+        │   └── SchemaTooNewError      migrated by a newer ironloop
+        └── CorruptCheckpointError     a stored checkpoint cannot be decoded
+
+Tools may raise the `ToolError` classes directly. Errors from libraries are classified by `is_transient`
+without being wrapped: timeouts, connection errors, and HTTP 408/425/429/500/502/503/504 are transient;
+everything else, 4xx and validation errors included, is permanent. Programming mistakes are permanent too:
+retrying a ``TypeError`` only burns the deadline.
 """
 
 from __future__ import annotations
@@ -27,7 +45,11 @@ TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 """Statuses that say "try again": timeouts, too early, rate limited, and the server-side 5xx family."""
 
 
-class ToolError(Exception):
+class IronloopError(Exception):
+    """Root of every error ironloop raises on purpose."""
+
+
+class ToolError(IronloopError):
     """Root of the errors ironloop raises about a tool call."""
 
 
@@ -58,6 +80,30 @@ class PermanentToolError(ToolError):
 
 class InvalidToolCallError(PermanentToolError):
     """The model's call cannot be dispatched: unknown tool, arguments that are not JSON or off-schema."""
+
+
+class RateLimitTimeoutError(TransientToolError):
+    """No rate-limit slot freed up before the call's deadline (`tools.rate_limit`)."""
+
+
+class CircuitOpenError(PermanentToolError):
+    """The tool's circuit is open: the call was not sent (a retry now would fail the same way; `tools.circuit`)."""
+
+
+class MissingCredentialError(PermanentToolError):
+    """A tool needs a credential nobody configured. The message says what to set, never a value."""
+
+
+class SandboxUnavailableError(PermanentToolError):
+    """The isolation ``run_python`` needs is not available on this machine; nothing was run."""
+
+
+class CredentialsConfigError(IronloopError, ValueError):
+    """The credentials configuration cannot be used (unreadable file, bad TOML, a value of the wrong shape)."""
+
+
+class ModelUnavailableError(IronloopError, RuntimeError):
+    """Every model failed. The run stopped at its last checkpoint; resuming the thread retries the model."""
 
 
 TRANSIENT_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = tuple(

@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
+from ironloop.tools import observations
 from ironloop.tools.errors import describe, is_transient, surely_not_applied
 from ironloop.tools.idempotency import (
     IdempotencyStore,
@@ -29,18 +31,14 @@ from ironloop.tools.idempotency import (
     KeyStatus,
     Reconciled,
     Reconciliation,
-    _current_key,
     idempotency_key_for,
+    using_idempotency_key,
 )
 from ironloop.tools.policy import ToolPolicy
 from ironloop.tools.records import Attempt, AttemptOutcome, CallOutcome, CallRecord
+from ironloop.tools.steps import CallContext, Result, Step
 from langchain_core.messages import ToolMessage
 from langgraph.errors import GraphBubbleUp
-from langgraph.prebuilt.tool_node import ToolCallRequest
-from langgraph.types import Command
-
-if TYPE_CHECKING:
-    from ironloop.tools.runner import Execute, ToolCallRunner
 
 MAX_ROUNDS = 2
 """Executions allowed in one call after a reconcile said "not happened" (bounds a flapping service)."""
@@ -48,50 +46,40 @@ MAX_ROUNDS = 2
 RECONCILE_TIMEOUT_S = 30.0
 
 
-class OutcomeUnknown(Exception):
-    """The side effect may or may not have happened, and nothing can tell which."""
-
-
 class ExactlyOnce:
+    """The layer of a ``side_effect`` call: it wraps the attempt loop it is handed with the ledger (1-5 above)."""
+
     def __init__(self, store: IdempotencyStore):
         self.store = store
 
-    async def call(
-        self,
-        runner: ToolCallRunner,
-        request: ToolCallRequest,
-        execute: Execute,
-        policy: ToolPolicy,
-        record: CallRecord,
-    ) -> ToolMessage | Command:
-        call = request.tool_call
-        key = idempotency_key_for(record.thread_id, record.checkpoint_ns, call["id"])
+    async def __call__(self, call: CallContext, proceed: Step) -> Result:
+        record, policy, tool_call = call.record, call.policy, call.tool_call
+        key = idempotency_key_for(record.thread_id, record.checkpoint_ns, record.tool_call_id)
         record.idempotency_key = key
         entry = await asyncio.to_thread(
             self.store.begin,
-            KeyEntry(key, call["name"], call["id"], KeyStatus.STARTED, record.thread_id, record.checkpoint_ns),
+            KeyEntry(key, record.tool, record.tool_call_id, KeyStatus.STARTED, record.thread_id, record.checkpoint_ns),
         )
         if entry.status in (KeyStatus.COMPLETED, KeyStatus.FAILED):
-            message = self._replay(call, record, entry)
-            runner.bookkeeping_attempt(request, record)
+            message = self._replay(tool_call, record, entry)
+            call.events.answered_from_ledger(record)
             return message
         rounds = 0
         unknown = not entry.fresh  # begun by an earlier attempt or process that did not record an end
-        token = _current_key.set(key)
-        try:
+        with using_idempotency_key(key):
             while True:
                 if unknown:
-                    settled = await self._settle(call, policy, record, key)
+                    settled = await self._settle(tool_call, policy, record, key)
                     if settled is not None:
                         if record.attempts and record.attempts[-1].replayed:
-                            runner.bookkeeping_attempt(request, record)
+                            call.events.answered_from_ledger(record)
                         return settled
                 if rounds == MAX_ROUNDS:
-                    return await self._unknown(call, record, key, "the service kept failing after reconciliation")
+                    return await self._unknown(record, key, "the service kept failing after reconciliation")
                 rounds += 1
                 doubt = Doubt(policy)
                 try:
-                    result = await runner.attempts(request, execute, policy, record, retry_if=doubt.retry_if)
+                    result = await proceed(call.but(retry_if=doubt.retry_if))
                 except GraphBubbleUp:
                     raise
                 except Exception as error:
@@ -101,26 +89,24 @@ class ExactlyOnce:
                     if doubt.observe(error):
                         why = f"{describe(error)} after {len(record.attempts)} attempt(s)"
                         if policy.honours_idempotency_key:  # retried with the key already; a resume may go on
-                            return await self._unknown(call, record, key, why)
+                            return await self._unknown(record, key, why)
                         unknown = True  # it may have happened: settle it before anything runs again
                         record.reason = why
                         continue
-                    message = runner.failure_message(call, policy, record, error)
-                    await asyncio.to_thread(self.store.finish, key, KeyStatus.FAILED, str(message.content))
-                    return message
-                message = runner.success(record, result)
-                content = message.content if isinstance(message, ToolMessage) else str(message)
+                    failure = observations.failed(tool_call, policy, record, error)
+                    await asyncio.to_thread(self.store.finish, key, KeyStatus.FAILED, str(failure.content))
+                    return failure
+                answer = observations.succeeded(record, result)
+                content = answer.content if isinstance(answer, ToolMessage) else str(answer)
                 status = KeyStatus.COMPLETED if record.outcome == CallOutcome.OK else KeyStatus.FAILED
                 await asyncio.to_thread(self.store.finish, key, status, str(content))
-                return message
-        finally:
-            _current_key.reset(token)
+                return answer
 
-    def recorded_answer(self, call: dict[str, Any], record: CallRecord) -> ToolMessage | None:
+    def recorded_answer(self, call: Mapping[str, Any], record: CallRecord) -> ToolMessage | None:
         """What the ledger knows of a call that lost its observation, without running anything (or ``None``)."""
         # The call ran (or should have run) in the sibling ``tools`` node of the node asking.
         parent, _, _ = record.checkpoint_ns.rpartition("|")
-        key = idempotency_key_for(record.thread_id, f"{parent}|tools" if parent else "tools", call["id"])
+        key = idempotency_key_for(record.thread_id, f"{parent}|tools" if parent else "tools", record.tool_call_id)
         entry = self.store.get(key)
         if entry is None:
             return None
@@ -128,14 +114,10 @@ class ExactlyOnce:
         if entry.status in (KeyStatus.COMPLETED, KeyStatus.FAILED):
             return self._replay(call, record, entry)
         record.outcome, record.reason = CallOutcome.UNKNOWN, "interrupted mid-call"
-        text = (
-            f"Outcome unknown: {call['name']} was interrupted mid-call and may have happened. It was not repeated; "
-            f"check with the service (idempotency key {key}) before trying again."
-        )
-        return ToolMessage(content=text, name=call["name"], tool_call_id=call["id"], status="error")
+        return observations.observation(call, observations.interrupted_unknown(record.tool, key), error=True)
 
     async def _settle(
-        self, call: dict[str, Any], policy: ToolPolicy, record: CallRecord, key: str
+        self, call: Mapping[str, Any], policy: ToolPolicy, record: CallRecord, key: str
     ) -> ToolMessage | None:
         """For an outcome that is unknown: the observation to give, or ``None`` if it is safe to run again."""
         if policy.honours_idempotency_key:
@@ -143,14 +125,14 @@ class ExactlyOnce:
         if policy.reconcile is not None:
             answer = await self._reconcile(policy, key, call["args"])
             if answer.verdict is Reconciled.HAPPENED:
-                result = answer.result or f"{call['name']} had already been done (confirmed with the service)."
+                result = answer.result or observations.confirmed_done(record.tool)
                 await asyncio.to_thread(self.store.finish, key, KeyStatus.COMPLETED, result)
                 record.outcome, record.reason = CallOutcome.OK, "reconciled: it had happened"
                 record.attempts.append(_bookkeeping(len(record.attempts) + 1, replayed=True))
-                return ToolMessage(content=result, name=call["name"], tool_call_id=call["id"])
+                return observations.observation(call, result, error=False)
             if answer.verdict is Reconciled.NOT_HAPPENED:
                 return None
-        return await self._unknown(call, record, key, record.reason or "it was interrupted after it may have been sent")
+        return await self._unknown(record, key, record.reason or "it was interrupted after it may have been sent")
 
     async def _reconcile(self, policy: ToolPolicy, key: str, args: dict[str, Any]) -> Reconciliation:
         assert policy.reconcile is not None
@@ -163,26 +145,21 @@ class ExactlyOnce:
             return Reconciliation(Reconciled.UNKNOWN)
         return answer if isinstance(answer, Reconciliation) else Reconciliation(Reconciled.UNKNOWN)
 
-    async def _unknown(self, call: dict[str, Any], record: CallRecord, key: str, why: str) -> ToolMessage:
-        text = (
-            f"Outcome unknown: {call['name']} may have happened ({why}). It was not repeated, to avoid doing it "
-            f"twice. Check with the service (idempotency key {key}) before trying again."
-        )
+    async def _unknown(self, record: CallRecord, key: str, why: str) -> ToolMessage:
+        text = observations.outcome_unknown(record.tool, key, why)
         await asyncio.to_thread(self.store.finish, key, KeyStatus.UNKNOWN, text)
         record.outcome, record.reason = CallOutcome.UNKNOWN, why
-        return ToolMessage(content=text, name=call["name"], tool_call_id=call["id"], status="error")
+        return ToolMessage(content=text, name=record.tool, tool_call_id=record.tool_call_id, status="error")
 
     @staticmethod
-    def _replay(call: dict[str, Any], record: CallRecord, entry: KeyEntry) -> ToolMessage:
+    def _replay(call: Mapping[str, Any], record: CallRecord, entry: KeyEntry) -> ToolMessage:
         """The recorded end of a call that already ran: no execution."""
         record.attempts.append(_bookkeeping(1, replayed=True))
         ok = entry.status is KeyStatus.COMPLETED
         record.outcome = CallOutcome.OK if ok else CallOutcome.ERROR
         if not ok:
             record.reason = "failed earlier (recorded)"
-        return ToolMessage(
-            content=entry.result or "", name=call["name"], tool_call_id=call["id"], status="success" if ok else "error"
-        )
+        return observations.observation(call, entry.result or "", error=not ok)
 
 
 class Doubt:

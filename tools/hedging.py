@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ async def race_with_hedge(
                 task.add_done_callback(_consume)
 
 
-def _consume(task: asyncio.Future[object]) -> None:
+def _consume(task: asyncio.Future[Any]) -> None:
     """Retrieve a cancelled loser's outcome so asyncio does not log it as never retrieved."""
     if not task.cancelled():
         task.exception()

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -28,6 +29,16 @@ def current_idempotency_key() -> str:
     if key is None:
         raise RuntimeError("no idempotency key here: only tools with ToolPolicy(side_effect=True) have one")
     return key
+
+
+@contextmanager
+def using_idempotency_key(key: str) -> Iterator[str]:
+    """Make ``key`` the `current_idempotency_key` of this context (the call's attempts) until the block ends."""
+    token = _current_key.set(key)
+    try:
+        yield key
+    finally:
+        _current_key.reset(token)
 
 
 def logical_namespace(checkpoint_ns: str) -> str:

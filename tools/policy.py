@@ -21,9 +21,11 @@ from ironloop.tools.circuit import CircuitBreaker
 from ironloop.tools.errors import is_transient
 from ironloop.tools.idempotency import Reconcile
 from ironloop.tools.rate_limit import RateLimit
+from ironloop.tools.sentinels import NO_FALLBACK
 from ironloop.tools.strategies import stop_before_deadline, wait_exponential_jittered, wait_retry_after
 from langgraph.errors import GraphBubbleUp
 from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,24 +107,40 @@ class CallPolicy:
     def deadline_from_now(self) -> float | None:
         return time.monotonic() + self.deadline_s if self.deadline_s is not None else None
 
-    def retrying(self, *, deadline_at: float | None, rng: random.Random | None = None) -> AsyncRetrying:
-        """The tenacity controller for one async call. ``deadline_at`` is a `time.monotonic()` instant."""
-        return AsyncRetrying(**self._strategies(deadline_at, rng))
+    def retrying(
+        self,
+        *,
+        deadline_at: float | None,
+        rng: random.Random | None = None,
+        also_stop: stop_base | None = None,
+        retry_if: Callable[[BaseException], bool] | None = None,
+    ) -> AsyncRetrying:
+        """The tenacity controller for one async call. ``deadline_at`` is a `time.monotonic()` instant;
+        ``also_stop`` adds a reason to stop (a task's budget); ``retry_if`` replaces ``should_retry``."""
+        return AsyncRetrying(**self._strategies(deadline_at, rng, also_stop, retry_if))
 
     def retrying_sync(self, *, deadline_at: float | None, rng: random.Random | None = None) -> Retrying:
         """The same controller for a sync call."""
         return Retrying(**self._strategies(deadline_at, rng))
 
-    def _strategies(self, deadline_at: float | None, rng: random.Random | None) -> dict[str, Any]:
-        stop = stop_after_attempt(self.max_attempts)
+    def _strategies(
+        self,
+        deadline_at: float | None,
+        rng: random.Random | None,
+        also_stop: stop_base | None = None,
+        retry_if: Callable[[BaseException], bool] | None = None,
+    ) -> dict[str, Any]:
+        stop: stop_base = stop_after_attempt(self.max_attempts)
         if deadline_at is not None:
             stop = stop | stop_before_deadline(deadline_at)
+        if also_stop is not None:
+            stop = stop | also_stop
         return {
             "stop": stop,
             "wait": wait_retry_after(
                 wait_exponential_jittered(self.backoff_initial_s, self.backoff_max_s, self.jitter, rng)
             ),
-            "retry": retry_if_exception(self.should_retry),
+            "retry": retry_if_exception(retry_if or self.should_retry),
             "reraise": True,
         }
 
@@ -131,10 +149,10 @@ class CallPolicy:
 class ToolPolicy(CallPolicy):
     """Per-tool reliability settings. Every field has a default fit for a remote call of a few seconds."""
 
-    fallback: Any = None
-    """What the model gets when the call finally fails: a value, or a callable given the error that returns
-    one. The observation says plainly that it is a fallback and why. ``None``: no fallback; the model gets
-    an error observation instead."""
+    fallback: Any = NO_FALLBACK
+    """What the model gets when the call finally fails: a value (``None`` included), or a callable given the error
+    that returns one. The observation says plainly that it is a fallback and why. `NO_FALLBACK` (the default): the
+    model gets an error observation instead."""
 
     side_effect: bool = False
     """The tool changes the world (charges, sends, books): each call runs exactly once (`tools.exactly_once`).
@@ -167,11 +185,8 @@ class ToolPolicy(CallPolicy):
 
     approval: ApprovalMode | None = None
     """When a call waits for a human's decision before it runs (`tools.approval`): ``"never"``, ``"always"``, or
-    ``"on_untrusted"`` (once untrusted output has entered the thread). ``None``: ``"on_untrusted"`` for
+    ``"on_untrusted"`` (once untrusted output has entered the thread). ``None`` (not set): ``"on_untrusted"`` for
     ``side_effect`` tools, ``"never"`` for others. The model cannot change it."""
-
-    requires_approval: bool = False
-    """Shorthand for ``approval="always"``."""
 
     untrusted_output: bool = False
     """The tool returns text from outside (web pages, search results, e-mails): the model gets it as delimited
@@ -179,7 +194,7 @@ class ToolPolicy(CallPolicy):
 
     @property
     def has_fallback(self) -> bool:
-        return self.fallback is not None
+        return self.fallback is not NO_FALLBACK
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -197,14 +212,10 @@ class ToolPolicy(CallPolicy):
             raise ValueError(f"hedges must be at least 1, got {self.hedges}")
         if self.approval is not None and self.approval not in APPROVAL_MODES:
             raise ValueError(f"approval must be one of {', '.join(APPROVAL_MODES)} or None, got {self.approval!r}")
-        if self.requires_approval and self.approval not in (None, "always"):
-            raise ValueError(f"requires_approval=True means approval='always', not {self.approval!r}")
 
     @property
     def approval_mode(self) -> ApprovalMode:
         """The approval strategy in force, defaults resolved."""
-        if self.requires_approval:
-            return "always"
         if self.approval is not None:
             return self.approval
         return "on_untrusted" if self.side_effect else "never"

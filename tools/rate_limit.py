@@ -12,14 +12,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ironloop.tools.errors import TransientToolError
+from ironloop.tools.errors import RateLimitTimeoutError
 from limits import RateLimitItemPerSecond, storage, strategies
 
 POLL_S = 0.005
-
-
-class RateLimitTimeoutError(TransientToolError):
-    """No slot freed up before the call's deadline."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -76,6 +76,9 @@ class CallRecord:
     """Set for side-effect calls."""
     approval: dict[str, Any] | None = None
     """Set for calls that waited for a human: the decision (`tools.approval.ApprovalRecord.as_metadata`)."""
+    untrusted: bool = False
+    """The observation carries what an ``untrusted_output`` tool handed back: the thread is marked as having read
+    untrusted input (the ``untrusted_sources`` state channel)."""
 
     def as_metadata(self) -> dict[str, Any]:
         """The dict stored on the ToolMessage (JSON-safe, so it survives checkpoints)."""

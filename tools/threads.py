@@ -13,13 +13,15 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import inspect
 import itertools
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ironloop.tools.delegating import DelegatingTool
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import PrivateAttr
 
 T = TypeVar("T")
 
@@ -27,10 +29,30 @@ DEFAULT_MAX_THREADS = 64
 
 
 def is_sync_only(tool: BaseTool) -> bool:
-    """True if the tool has no native async path (LangChain would run it on the default executor)."""
+    """True if the tool has no native async path (LangChain would run it on the default executor).
+
+    For a ``BaseTool`` subclass this asks whether it implements ``_arun``, the method LangChain documents for
+    subclasses to override (and checks the same way itself): there is no public flag for it.
+    """
     if isinstance(tool, StructuredTool):
         return tool.coroutine is None
     return type(tool)._arun is BaseTool._arun
+
+
+class ThreadedTool(DelegatingTool):
+    """A sync-only ``BaseTool`` subclass whose async path runs its own ``invoke`` on a `ToolThreads` thread."""
+
+    _threads: ToolThreads = PrivateAttr()
+
+    def __init__(self, tool: BaseTool, threads: ToolThreads):
+        super().__init__(tool)
+        self._threads = threads
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self.tool.invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await self._threads.run(self.tool.invoke, input, config, **kwargs)
 
 
 class ToolThreads:
@@ -100,14 +122,4 @@ class ToolThreads:
 
             return tool.model_copy(update={"coroutine": coroutine})
 
-        copy = tool.model_copy()
-
-        async def _arun(*args: Any, **kwargs: Any) -> Any:
-            run_manager = kwargs.get("run_manager")
-            if run_manager is not None and "run_manager" in inspect.signature(copy._run).parameters:
-                kwargs["run_manager"] = run_manager.get_sync()
-            return await self.run(copy._run, *args, **kwargs)
-
-        # An instance attribute shadows the class's ``_arun`` (pydantic allows it through object.__setattr__).
-        object.__setattr__(copy, "_arun", _arun)
-        return copy
+        return ThreadedTool(tool, self)

@@ -2,12 +2,17 @@
 
 Delimiting helps a model but does not bind it, so the runtime also remembers that a thread has read untrusted
 output (the ``untrusted_sources`` state channel, reduced by `merge_sources`); from then on side-effect calls
-under ``approval="on_untrusted"`` wait for a human (`tools.approval`).
+under ``approval="on_untrusted"`` wait for a human (`tools.approval`). The `UntrustedOutput` layer does both
+for each call of a tool whose policy says ``untrusted_output``.
 """
 
 from __future__ import annotations
 
 import re
+
+from ironloop.tools.records import CallOutcome
+from ironloop.tools.steps import CallContext, Result, Step
+from langchain_core.messages import ToolMessage
 
 _CLOSING_TAG = re.compile(r"</(\s*untrusted-data)", re.IGNORECASE)
 
@@ -39,3 +44,15 @@ def _attribute(text: str) -> str:
 def merge_sources(left: list[str] | None, right: list[str] | None) -> list[str]:
     """Reducer of ``untrusted_sources``: a sorted union, so once a thread is tainted it stays tainted."""
     return sorted(set(left or ()) | set(right or ()))
+
+
+class UntrustedOutput:
+    """The layer that delimits an ``untrusted_output`` tool's result and marks the call as tainting the thread."""
+
+    async def __call__(self, call: CallContext, proceed: Step) -> Result:
+        message = await proceed(call)
+        if call.policy.untrusted_output and call.record.outcome == CallOutcome.OK and isinstance(message, ToolMessage):
+            if isinstance(message.content, str):
+                message.content = wrap_untrusted(call.name, message.content)
+            call.record.untrusted = True
+        return message

@@ -238,7 +238,7 @@ def _schema_phrases(error: SchemaViolation) -> list[str]:
     path = [str(part) for part in error.absolute_path]
     where = ".".join(path)
     instance = error.instance
-    if error.validator == "required" and isinstance(instance, dict):
+    if error.validator == "required" and isinstance(instance, dict) and isinstance(error.validator_value, list):
         missing = [key for key in error.validator_value if key not in instance]
         return [f"missing required argument {'.'.join([*path, str(key)])!r}" for key in missing]
     if error.validator == "additionalProperties" and isinstance(instance, dict) and isinstance(error.schema, dict):
