@@ -490,7 +490,7 @@ def list_threads(args: argparse.Namespace) -> int:
                 failure = failure_of(snapshot) or "; ".join(
                     describe_request(i.value) for i in pending_approvals(snapshot)
                 )
-                step = (snapshot.metadata or {}).get("step", "-")
+                step = str((snapshot.metadata or {}).get("step", "-"))
             line = f"{row.thread_id:<24} {_when(row.created_at)} {_when(row.updated_at)} {step:>5}  {status}"
             print(printable(line + (f" ({failure[:80]})" if failure else "")))
     return 0

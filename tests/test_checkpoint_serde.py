@@ -174,7 +174,8 @@ def test_a_hostile_row_is_refused_as_corrupt_by_the_saver_and_the_cli(
 
     history = run_cli(checkpoint_db_url, "history", thread)
     assert history.returncode == 1, history.stderr
-    assert history.stderr.startswith("ironloop: error: ") and "is corrupt" in history.stderr
+    assert history.stderr.startswith("ironloop: error: ") and "cannot be read" in history.stderr
+    assert "CORRUPT: cannot decode" in history.stdout  # each unreadable checkpoint marked in place
     assert "refusing to rebuild os.system" in history.stderr, history.stderr
     assert len(history.stderr.strip().splitlines()) == 1 and "Traceback" not in history.stderr
     assert not marker.exists()
