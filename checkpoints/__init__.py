@@ -15,18 +15,23 @@ from ironloop.checkpoints.errors import (
     DatabaseUnavailableError,
     InvalidDatabaseURLError,
     InvalidKeyError,
+    MissingDatabaseError,
     SchemaError,
     SchemaTooNewError,
 )
 from ironloop.checkpoints.saver import SQLAlchemySaver
+from ironloop.checkpoints.serde import AllowListSerializer, DisallowedTypeError
 
 __all__ = [
     "DEFAULT_DB_URL",
+    "AllowListSerializer",
     "CheckpointStoreError",
     "CorruptCheckpointError",
     "DatabaseUnavailableError",
+    "DisallowedTypeError",
     "InvalidDatabaseURLError",
     "InvalidKeyError",
+    "MissingDatabaseError",
     "SQLAlchemySaver",
     "SchemaError",
     "SchemaTooNewError",

@@ -2,7 +2,8 @@
 
 Supported URLs:
 
-- ``sqlite:///path/to/file.db`` (the parent directory is created; ``sqlite://`` is an in-memory database)
+- ``sqlite:///path/to/file.db`` (the parent directory is created, unless ``create=False``: then a missing file
+  is `MissingDatabaseError`; ``sqlite://`` is an in-memory database)
 - ``postgresql://user@host:port/db`` or ``postgresql+psycopg://...`` (psycopg 3; ``postgres://`` too)
 - ``mysql+pymysql://user@host:port/db`` or ``mariadb+pymysql://...`` (plain ``mysql://``/``mariadb://`` too)
 
@@ -27,7 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ironloop.checkpoints.errors import CheckpointStoreError, DatabaseUnavailableError, InvalidDatabaseURLError
+from ironloop.checkpoints.errors import (
+    CheckpointStoreError,
+    DatabaseUnavailableError,
+    InvalidDatabaseURLError,
+    MissingDatabaseError,
+)
 from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
 from sqlalchemy.pool import StaticPool
 
@@ -95,10 +101,12 @@ def describe(url: str | URL) -> str:
     return f"{backend} database {parsed.database!r} at {host}:{port}" if port else f"{backend} database at {host}"
 
 
-def make_engine(url: str | URL | None = None, **engine_options: Any) -> Engine:
+def make_engine(url: str | URL | None = None, *, create: bool = True, **engine_options: Any) -> Engine:
     """A pooled, thread-safe engine for ``url`` (default: `default_db_url`), configured as described above.
 
-    ``engine_options`` go to `sqlalchemy.create_engine` and win over the defaults (``connect_args`` is merged).
+    ``create=False`` is for commands that only read: a SQLite file that does not exist raises
+    `MissingDatabaseError` instead of being created (with its directories). ``engine_options`` go to
+    `sqlalchemy.create_engine` and win over the defaults (``connect_args`` is merged).
     """
     parsed = parse_url(url if url is not None else default_db_url())
     backend = parsed.get_backend_name()
@@ -111,7 +119,12 @@ def make_engine(url: str | URL | None = None, **engine_options: Any) -> Engine:
             # One connection shared by every thread (the saver serializes its use), so all see one database.
             options["poolclass"] = StaticPool
         elif not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            path = Path(database).expanduser()
+            if not create and not path.is_file():
+                raise MissingDatabaseError(
+                    f"no checkpoint database at {path}: the file does not exist (nothing used it yet)"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
         connect_args["check_same_thread"] = False  # connections move between threads (pool, finalizers)
     else:

@@ -6,6 +6,7 @@ Their root is an `IronloopError` (the whole tree is drawn in `ironloop.tools.err
     ├── DatabaseUnavailableError       the database cannot be reached, or the connection dropped mid-operation;
     │                                  nothing is lost: retry, or resume the run from its last checkpoint later
     ├── InvalidDatabaseURLError        the URL is malformed, names an unknown dialect, or its driver is missing
+    ├── MissingDatabaseError           a SQLite file that is not there, where it must not be created (a read)
     ├── InvalidKeyError                a thread id, namespace, checkpoint id, task id or channel does not fit
     │                                  its column; refused before anything is written
     ├── SchemaError                    the database's schema cannot be used as it is
@@ -41,6 +42,10 @@ class DatabaseUnavailableError(CheckpointStoreError):
 
 class InvalidDatabaseURLError(CheckpointStoreError, ValueError):
     """The database URL cannot be used: malformed, unknown dialect, or its driver is not installed."""
+
+
+class MissingDatabaseError(CheckpointStoreError, ValueError):
+    """A SQLite database file that does not exist, opened by something that only reads (nothing is created)."""
 
 
 class InvalidKeyError(CheckpointStoreError, ValueError):

@@ -4,6 +4,10 @@ Each method is one short transaction, committed before it returns: a key recorde
 before the tool runs, and *completed* is on disk before the model sees the result, so no crash can make a
 completed call look new. ``begin`` is an insert that loses gracefully to a concurrent or earlier insert of
 the same key (the primary key decides), so two workers can never both start one call.
+
+What is written is fitted to its column first (`checkpoints.fit`): a tool call id longer than the column keeps
+its start and a hash, a result loses its NUL bytes and is cut to what a ``TEXT`` column holds everywhere. A value
+the database would refuse must never fail a call whose side effect already happened, on every resume.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from ironloop.checkpoints.fit import fit_row, fit_text
 from ironloop.checkpoints.schema import idempotency_keys
 from ironloop.tools.idempotency import KeyEntry, KeyStatus
 from sqlalchemy import Engine, insert, select, update
@@ -27,18 +32,17 @@ class SQLIdempotencyStore:
         now = datetime.now(UTC)
         try:
             with self.engine.begin() as connection:
-                connection.execute(
-                    insert(T).values(
-                        key=entry.key,
-                        thread_id=entry.thread_id,
-                        checkpoint_ns=entry.checkpoint_ns,
-                        tool_call_id=entry.tool_call_id,
-                        tool=entry.tool,
-                        status=str(KeyStatus.STARTED),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                row = {
+                    "key": entry.key,
+                    "thread_id": entry.thread_id,
+                    "checkpoint_ns": entry.checkpoint_ns,
+                    "tool_call_id": entry.tool_call_id,
+                    "tool": entry.tool,
+                    "status": str(KeyStatus.STARTED),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                connection.execute(insert(T).values(fit_row(T, row)))
         except IntegrityError:
             existing = self.get(entry.key)
             if existing is None:  # deleted in between: cannot happen in practice; treat as unknown history
@@ -49,7 +53,13 @@ class SQLIdempotencyStore:
     def finish(self, key: str, status: KeyStatus, result: str | None) -> None:
         with self.engine.begin() as connection:
             connection.execute(
-                update(T).where(T.c.key == key).values(status=str(status), result=result, updated_at=datetime.now(UTC))
+                update(T)
+                .where(T.c.key == key)
+                .values(
+                    status=str(status),
+                    result=fit_text(result) if result is not None else None,
+                    updated_at=datetime.now(UTC),
+                )
             )
 
     def get(self, key: str) -> KeyEntry | None:

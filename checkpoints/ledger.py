@@ -5,6 +5,10 @@ It is a `tools.records.CallListener` and a `tools.approval.ApprovalListener`. Ro
 background thread in batches, so a turn never waits on the database; `AttemptLedger.flush` (and `close`) wait
 until everything queued is written. A database error is logged and counted (`AttemptLedger.dropped`), never
 raised into a run: the ledger is for analysis, the checkpoints are what a run depends on.
+
+Rows are fitted to their columns first (`checkpoints.fit`: NUL, lone surrogates, over-long ids, NaN in JSON), so
+hostile text from a tool is recorded rather than refused. A batch the database still refuses is written again
+row by row: one bad row costs only itself, never its batch. A database that cannot be reached drops the batch.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from ironloop.checkpoints.fit import fit_row
 from ironloop.checkpoints.schema import tool_approvals, tool_attempts, tool_calls
 from ironloop.tools.approval import ApprovalRecord
 from ironloop.tools.records import Attempt, CallRecord
-from sqlalchemy import Engine, insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, Table, insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, TimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +139,7 @@ class AttemptLedger:
                     batch.append(self._queue.get(timeout=self.flush_interval_s))
             except queue.Empty:
                 pass
-            rows: dict[Any, list[dict[str, Any]]] = {}
+            rows: dict[Table, list[dict[str, Any]]] = {}
             signals = []
             stop = False
             for entry in batch:
@@ -144,24 +149,55 @@ class AttemptLedger:
                     signals.append(entry)
                 else:
                     rows.setdefault(entry[0], []).append(entry[1])
-            self._write(rows)
-            for signal in signals:
-                signal.set()
+            try:
+                self._write({table: [fit_row(table, row) for row in values] for table, values in rows.items()})
+            except Exception:  # the writer thread must outlive anything: a dead one would lose every later row
+                log.exception("attempt ledger: unexpected failure writing %d rows", sum(map(len, rows.values())))
+                self.dropped += sum(len(r) for r in rows.values())
+            finally:
+                for signal in signals:
+                    signal.set()
             if stop:
                 return
 
-    def _write(self, rows: dict[Any, list[dict[str, Any]]]) -> None:
+    def _write(self, rows: dict[Table, list[dict[str, Any]]]) -> None:
         if not rows:
             return
         count = sum(len(r) for r in rows.values())
         try:
-            with self.engine.begin() as connection:
-                for table, values in rows.items():
-                    connection.execute(insert(table), values)
+            self._insert(rows)
             self.written += count
-        except SQLAlchemyError as exc:
-            self.dropped += count
-            log.warning("attempt ledger: %d rows not written: %s", count, exc.__class__.__name__)
+            return
+        except Exception as exc:
+            if _unreachable(exc):
+                self.dropped += count
+                log.warning("attempt ledger: %d rows not written: %s", count, exc.__class__.__name__)
+                return
+        for table, values in rows.items():  # one row the database refuses must not cost the others
+            for value in values:
+                try:
+                    self._insert({table: [value]})
+                    self.written += 1
+                except Exception as exc:
+                    self.dropped += 1
+                    log.warning("attempt ledger: a %s row not written: %s", table.name, _why(exc))
+
+    def _insert(self, rows: dict[Table, list[dict[str, Any]]]) -> None:
+        with self.engine.begin() as connection:
+            for table, values in rows.items():
+                connection.execute(insert(table), values)
+
+
+def _unreachable(error: BaseException) -> bool:
+    """The database cannot be reached (or is locked): retrying row by row would only wait longer."""
+    if isinstance(error, TimeoutError | OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def _why(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    return f"{type(original).__name__}: {' '.join(str(original).split())[:200]}"
 
 
 def _cut(text: str | None, limit: int) -> str | None:

@@ -111,9 +111,9 @@ def format_report(rows: list[ToolFigures]) -> str:
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r.tool[:20]:<20} {r.calls:>7} {r.attempts:>9} {_pct(r.success_rate):>8} {_pct(r.transient_rate):>10} "
-            f"{r.timeouts:>9} {r.fallbacks:>10} {r.rejected:>9} {r.denied:>7} {_ms(r.latency_ms(50)):>8} "
-            f"{_ms(r.latency_ms(95)):>8}"
+            f"{_cell(r.tool)[:20]:<20} {r.calls:>7} {r.attempts:>9} {_pct(r.success_rate):>8} "
+            f"{_pct(r.transient_rate):>10} {r.timeouts:>9} {r.fallbacks:>10} {r.rejected:>9} {r.denied:>7} "
+            f"{_ms(r.latency_ms(50)):>8} {_ms(r.latency_ms(95)):>8}"
         )
     return "\n".join(lines)
 
@@ -174,10 +174,15 @@ def format_approvals(rows: list[ApprovalRow]) -> str:
         elif not detail:
             detail = f"args {r.args}"
         lines.append(
-            f"{r.decided_at:%Y-%m-%d %H:%M:%S} {(r.thread_id or '-')[:24]:<24} {r.tool[:16]:<16} {r.decision:<8} "
-            f"{(r.decided_by or '-')[:16]:<16} {detail}"
+            f"{r.decided_at:%Y-%m-%d %H:%M:%S} {_cell(r.thread_id or '-')[:24]:<24} {_cell(r.tool)[:16]:<16} "
+            f"{_cell(r.decision):<8} {_cell(r.decided_by or '-')[:16]:<16} {_cell(detail)}"
         )
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """A table cell on one line: text from tools and models may hold line breaks."""
+    return " ".join(text.split())
 
 
 def _pct(value: float) -> str:

@@ -19,7 +19,8 @@ event loop never waits on the database.
 Failures: a database that cannot be reached or drops the connection raises `DatabaseUnavailableError`; the
 same saver works again once the database is back (a dead connection is dropped from the pool, and pooled
 connections are pinged before use). A checkpoint that cannot be decoded raises `CorruptCheckpointError`
-naming it; the thread's other checkpoints stay readable.
+naming it; the thread's other checkpoints stay readable. So does one that names a type outside the
+serializer's allow-list (`checkpoints.serde`): reading a checkpoint never imports or calls what a row names.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import json
 import random
 import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
@@ -44,8 +45,10 @@ from ironloop.checkpoints.errors import (
     InvalidDatabaseURLError,
     InvalidKeyError,
 )
+from ironloop.checkpoints.fit import storable
 from ironloop.checkpoints.migrate import ensure_schema
 from ironloop.checkpoints.schema import KEY_LENGTH
+from ironloop.checkpoints.serde import AllowedType, AllowListSerializer
 from ironloop.checkpoints.statements import MAX_KEYS, MAX_ROWS, Compiled, Statements, pad
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -102,6 +105,10 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
     ``with`` block); ``SQLAlchemySaver(engine)`` uses an engine you manage (`checkpoints.make_engine` makes
     one configured as ``from_url`` does). The schema is migrated on first use unless ``migrate=False`` (then
     run `checkpoints.migrate.upgrade` yourself). ``max_workers`` sizes the thread pool of the async methods.
+
+    Values are read back by an `AllowListSerializer`: LangGraph's safe types (messages, interrupts, commands,
+    datetimes, ...) and ``allowed_types`` (classes of your own state) are rebuilt; a stored value naming any
+    other type is refused as corrupt, never imported or called. ``serde`` replaces that serializer entirely.
     """
 
     def __init__(
@@ -109,11 +116,12 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         engine: Engine,
         *,
         serde: SerializerProtocol | None = None,
+        allowed_types: Iterable[AllowedType] = (),
         migrate: bool = True,
         max_workers: int = DEFAULT_MAX_WORKERS,
         owns_engine: bool = False,
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(serde=serde or AllowListSerializer(allowed_types))
         backend = engine.dialect.name
         if backend not in SUPPORTED_BACKENDS:
             raise InvalidDatabaseURLError(
@@ -140,6 +148,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         url: str | URL | None = None,
         *,
         serde: SerializerProtocol | None = None,
+        allowed_types: Iterable[AllowedType] = (),
         migrate: bool = True,
         max_workers: int = DEFAULT_MAX_WORKERS,
         **engine_options: Any,
@@ -149,7 +158,14 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         ``engine_options`` go to `sqlalchemy.create_engine` (see `checkpoints.database.make_engine`).
         """
         engine = make_engine(url, **engine_options)
-        return cls(engine, serde=serde, migrate=migrate, max_workers=max_workers, owns_engine=True)
+        return cls(
+            engine,
+            serde=serde,
+            allowed_types=allowed_types,
+            migrate=migrate,
+            max_workers=max_workers,
+            owns_engine=True,
+        )
 
     @property
     def url(self) -> URL:
@@ -752,6 +768,8 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
             raise InvalidKeyError(
                 f"{what} is {len(text)} characters long, more than the {KEY_LENGTH} that fit: {text[:60]!r}…"
             )
+        if not storable(text):
+            raise InvalidKeyError(f"{what} {text!r} holds a NUL or a lone surrogate, which no database stores as text")
         if ascii_only and self._ascii_keys and not text.isascii():
             raise InvalidKeyError(f"{what} {text!r} is not ASCII, which MySQL/MariaDB keys require")
         return text

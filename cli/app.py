@@ -38,6 +38,7 @@ from typing import Any
 
 from ironloop.benchmarks import BENCHMARKS
 from ironloop.cli import mcp as mcp_cli
+from ironloop.cli.text import printable
 from ironloop.cli.trajectory import TrajectoryPrinter
 from ironloop.demo.scenario import DEMO_QUESTION
 
@@ -72,10 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except CommandError as exc:
         label = {0: "note", EXIT_PAUSED: "paused"}.get(exc.code, "error")
-        print(f"ironloop: {label}: {exc}", file=sys.stderr)
+        print(f"ironloop: {label}: {printable(exc)}", file=sys.stderr)
         return exc.code
     except CheckpointStoreError as exc:
-        print(f"ironloop: error: {exc}", file=sys.stderr)
+        print(f"ironloop: error: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILED
     except KeyboardInterrupt:
         print("ironloop: interrupted", file=sys.stderr)
@@ -202,12 +203,14 @@ class Store:
 
 
 @contextlib.contextmanager
-def open_store(url: str | None) -> Iterator[Store]:
+def open_store(url: str | None, *, create: bool = True) -> Iterator[Store]:
+    """The store at ``url``; with ``create=False`` (commands that only read) a SQLite file that is not there is
+    an error, never created."""
     from ironloop.checkpoints.database import describe
     from ironloop.checkpoints.leases import LeasedSaver
     from ironloop.checkpoints.ledger import AttemptLedger
 
-    with LeasedSaver.from_url(url) as saver:
+    with LeasedSaver.from_url(url, create=create) as saver:
         saver.setup()  # migrate now: a bad URL or an unreachable database fails before any work
         ledger = AttemptLedger(saver.engine)
         try:
@@ -293,7 +296,7 @@ def run_real_model(args: argparse.Namespace) -> int:
         config = _config(thread, spec)
         with _one_runner(store, agent, config, args, "ironloop run") as approver:
             answer = _drive(agent, state_in, config, approver, tokens=args.stream)
-        print(answer if answer is not None else "")
+        print(printable(answer or "", newlines=True))
     return 0
 
 
@@ -307,7 +310,7 @@ def resume_thread(args: argparse.Namespace) -> int:
     credentials = _credentials()
     with (
         _search_url(args, credentials) as search_url,
-        open_store(args.db) as store,
+        open_store(args.db, create=False) as store,
         contextlib.ExitStack() as stack,
     ):
         latest = store.saver.get_tuple({"configurable": {"thread_id": args.thread}})
@@ -331,7 +334,7 @@ def resume_thread(args: argparse.Namespace) -> int:
         with _one_runner(store, agent, config, args, "ironloop resume") as approver:
             answer = _drive(agent, None, config, approver, tokens=getattr(args, "stream", False))
         if spec[AGENT_KEY] != "demo":
-            print(answer if answer is not None else "")
+            print(printable(answer or "", newlines=True))
     return 0
 
 
@@ -541,12 +544,13 @@ def _chat_openai(model_name: str | None, endpoint: Endpoint) -> Any:
 
 
 def list_threads(args: argparse.Namespace) -> int:
+    from ironloop.checkpoints.errors import CorruptCheckpointError
     from ironloop.checkpoints.leases import ThreadLeases
     from ironloop.cli.approver import describe_request
-    from ironloop.cli.threads import failure_of, pending_approvals, recent_threads, status_of
+    from ironloop.cli.threads import CORRUPT, failure_of, pending_approvals, recent_threads, status_of
     from ironloop.demo.agent import build_demo_agent
 
-    with open_store(args.db) as store:
+    with open_store(args.db, create=False) as store:
         agent = build_demo_agent("http://127.0.0.1:9", checkpointer=store.saver)  # structure only: nothing runs
         rows = recent_threads(store.saver.engine, limit=args.limit)
         if not rows:
@@ -555,13 +559,19 @@ def list_threads(args: argparse.Namespace) -> int:
         held = ThreadLeases(store.saver.engine).holders([row.thread_id for row in rows])
         print(f"{'thread':<24} {'created':<19} {'last active':<19} {'step':>5}  status")
         for row in rows:
-            snapshot = agent.get_state({"configurable": {"thread_id": row.thread_id}})
-            status = status_of(snapshot)
-            failure = failure_of(snapshot) or "; ".join(describe_request(i.value) for i in pending_approvals(snapshot))
-            step = (snapshot.metadata or {}).get("step", "-")
+            try:
+                snapshot = agent.get_state({"configurable": {"thread_id": row.thread_id}})
+            except CorruptCheckpointError as error:  # one unreadable thread must not hide the others
+                status, failure, step = CORRUPT, error.detail, "-"
+            else:
+                status = status_of(snapshot)
+                failure = failure_of(snapshot) or "; ".join(
+                    describe_request(i.value) for i in pending_approvals(snapshot)
+                )
+                step = str((snapshot.metadata or {}).get("step", "-"))
             line = f"{row.thread_id:<24} {_when(row.created_at)} {_when(row.updated_at)} {step:>5}  {status}"
             line += f" ({failure[:80]})" if failure else ""
-            print(line + (f"  [running: {held[row.thread_id].describe()}]" if row.thread_id in held else ""))
+            print(printable(line + (f"  [running: {held[row.thread_id].describe()}]" if row.thread_id in held else "")))
     return 0
 
 
@@ -569,15 +579,20 @@ def show_history(args: argparse.Namespace) -> int:
     from ironloop.cli.threads import history
     from ironloop.demo.agent import build_demo_agent
 
-    with open_store(args.db) as store:
+    with open_store(args.db, create=False) as store:
         agent = build_demo_agent("http://127.0.0.1:9", checkpointer=store.saver)
         rows = history(agent, args.thread)
         if not rows:
             raise CommandError(f"no thread {args.thread!r} in {store.where}", EXIT_USAGE)
         print(f"{'checkpoint':<38} {'step':>4}  {'node':<10} {'time':<19}  pending tool calls")
         for row in rows:
-            pending = ", ".join(row.pending) or "-"
-            print(f"{row.checkpoint_id:<38} {row.step:>4}  {row.node:<10} {row.created_at:<19}  {pending}")
+            pending = f"CORRUPT: {row.problem}" if row.problem else ", ".join(row.pending) or "-"
+            print(printable(f"{row.checkpoint_id:<38} {row.step:>4}  {row.node:<10} {row.created_at:<19}  {pending}"))
+        if corrupt := [row for row in rows if row.problem]:
+            raise CommandError(
+                f"{len(corrupt)} of the {len(rows)} checkpoints of thread {args.thread!r} cannot be read (marked "
+                f"CORRUPT above); the first: {corrupt[0].problem}"
+            )
     return 0
 
 
@@ -586,20 +601,25 @@ def show_report(args: argparse.Namespace) -> int:
 
     since = _parse_since(args.since) if args.since else None
     read, show = (approval_log, format_approvals) if args.approvals else (tool_report, format_report)
-    with open_store(args.db) as store:
+    with open_store(args.db, create=False) as store:
         store.ledger.flush()
         rows = read(store.saver.engine, since=since, thread_id=args.thread)
     if args.json_out:
         print(json.dumps([r.as_dict() for r in rows], indent=2, default=str))
     else:
-        print(show(rows))
+        print(printable(show(rows), newlines=True))
     return 0
 
 
 def _parse_since(text: str) -> datetime:
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
     if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
-        return datetime.now(UTC) - timedelta(**{units[text[-1]]: float(text[:-1])})
+        try:
+            return datetime.now(UTC) - timedelta(**{units[text[-1]]: float(text[:-1])})
+        except OverflowError:
+            raise CommandError(
+                f"--since {text} reaches back before the year 1; give a smaller age", EXIT_USAGE
+            ) from None
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

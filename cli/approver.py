@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
+from ironloop.cli.text import printable
 from ironloop.tools.approval import Approve, Edit, Reject
 from langgraph.types import Interrupt
 
@@ -36,7 +37,7 @@ def who(how: str) -> str:
 
 def describe_request(request: dict[str, Any]) -> str:
     args = ", ".join(f"{k}={v!r}" for k, v in request.get("args", {}).items())
-    return f"{request.get('tool')}({args}) [{request.get('tool_call_id')}]"
+    return printable(f"{request.get('tool')}({args}) [{request.get('tool_call_id')}]")
 
 
 @dataclass
@@ -87,9 +88,9 @@ class TerminalApprover:
     def _ask(self, request: dict[str, Any]) -> dict[str, Any] | None:
         out = self.out or sys.stdout
         print(f"approval needed: {describe_request(request)}", file=out)
-        print(f"  why: {request.get('reason')}", file=out)
+        print(f"  why: {printable(request.get('reason'))}", file=out)
         if request.get("problem"):
-            print(f"  previous answer refused: {request['problem']}", file=out)
+            print(f"  previous answer refused: {printable(request['problem'])}", file=out)
         by = who("terminal")
         while True:
             choice = self._line("  [a]pprove, [r]eject or [e]dit? ")

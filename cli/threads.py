@@ -2,7 +2,8 @@
 
 Status comes from LangGraph's own view of the latest checkpoint (`StateSnapshot`): nothing left to run is
 *finished*; a task that raised is *failed*; a call paused for a human's decision is *waiting for approval*;
-anything else left to run (a crash, Ctrl-C, a lost database) is *interrupted* and can be resumed.
+anything else left to run (a crash, Ctrl-C, a lost database) is *interrupted* and can be resumed. A thread whose
+latest checkpoint cannot be decoded is *corrupt*; its history still shows every checkpoint that can be read.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ironloop.checkpoints.errors import CorruptCheckpointError
 from ironloop.checkpoints.schema import checkpoints
 from ironloop.tools.approval import is_approval_request
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.types import Interrupt, StateSnapshot
 from sqlalchemy import Engine, func, select
 
-FINISHED, INTERRUPTED, FAILED, NOT_STARTED = "finished", "interrupted", "failed", "not started"
+FINISHED, INTERRUPTED, FAILED, NOT_STARTED, CORRUPT = "finished", "interrupted", "failed", "not started", "corrupt"
 WAITING_FOR_APPROVAL = "waiting for approval"
 
 
@@ -86,14 +88,20 @@ class HistoryRow:
     created_at: str
     next: tuple[str, ...]
     pending: list[str]
+    problem: str | None = None
+    """Why the checkpoint cannot be read (it is corrupt); the fields above are then unknown."""
 
 
 def history(agent: Any, thread_id: str) -> list[HistoryRow]:
-    """The thread's checkpoints, oldest first."""
-    snapshots = list(agent.get_state_history({"configurable": {"thread_id": thread_id}}))[::-1]
+    """The thread's checkpoints, oldest first; a corrupt one is a row with its `problem`."""
+    snapshots = readable_history(agent, {"configurable": {"thread_id": thread_id}})[::-1]
     rows = []
     previous_next: tuple[str, ...] = ()
     for snapshot in snapshots:
+        if isinstance(snapshot, CorruptCheckpointError):
+            rows.append(HistoryRow(snapshot.checkpoint_id, -1, "?", "-", (), [], problem=snapshot.detail))
+            previous_next = ()
+            continue
         metadata = snapshot.metadata or {}
         node = _ran(previous_next) if previous_next else str(metadata.get("source", "input"))
         rows.append(
@@ -108,6 +116,30 @@ def history(agent: Any, thread_id: str) -> list[HistoryRow]:
         )
         previous_next = snapshot.next
     return rows
+
+
+def readable_history(agent: Any, config: dict[str, Any]) -> list[StateSnapshot | CorruptCheckpointError]:
+    """The thread's snapshots newest first, each checkpoint that cannot be decoded standing as its error.
+
+    LangGraph stops listing at the first corrupt checkpoint; then they are read one at a time, past each one.
+    """
+    try:
+        return list(agent.get_state_history(config))
+    except CorruptCheckpointError:
+        pass
+    found: list[StateSnapshot | CorruptCheckpointError] = []
+    before: dict[str, Any] | None = None
+    while True:
+        try:
+            page = list(agent.get_state_history(config, before=before, limit=1))
+        except CorruptCheckpointError as error:
+            found.append(error)
+            before = {"configurable": {**config["configurable"], "checkpoint_id": error.checkpoint_id}}
+            continue
+        if not page:
+            return found
+        found.append(page[0])
+        before = page[0].config
 
 
 def _ran(nodes: tuple[str, ...]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from ironloop.cli.text import printable
 from ironloop.tools.untrusted import unwrap_untrusted
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
@@ -42,7 +43,7 @@ class TrajectoryPrinter:
             if not self._mid_line:
                 self.out.write(f"turn {self.turn + 1}  model ▸ ")
                 self._mid_line = True
-            self.out.write(message.content)
+            self.out.write(printable(message.content, newlines=True))
             self.out.flush()
 
     def finish_line(self) -> None:
@@ -55,6 +56,7 @@ class TrajectoryPrinter:
             self._mid_line = False
 
     def _print(self, text: str) -> None:
+        text = printable(text)  # tool output, model text and errors are untrusted: nothing reaches the terminal raw
         print(text if len(text) <= self.width else text[: self.width - 1] + "…", file=self.out, flush=True)
 
     def _message(self, message: Any) -> None:
@@ -116,7 +118,7 @@ class TrajectoryPrinter:
         if self.rejected:
             print(f"repairs: {self.rejected} call(s) rejected before dispatch, answered with the reason", file=self.out)
         if self.answer is not None:
-            print(f"answer: {self.answer}", file=self.out, flush=True)
+            print(f"answer: {printable(self.answer, newlines=True)}", file=self.out, flush=True)
 
 
 def _shown(content: Any) -> str:

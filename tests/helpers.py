@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ironloop.demo.scripted_model import Replay, ScriptedChatModel
@@ -35,3 +39,31 @@ def record(message: ToolMessage) -> dict[str, Any]:
     meta = metadata_of(message)
     assert meta is not None, f"no ironloop metadata on {message!r}"
     return meta
+
+
+def run_cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ironloop ARGS --db DB`` in a subprocess, without the caller's ``OPENAI_*``/``IRONLOOP_*`` variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IRONLOOP_"))}
+    env["PYTHONPATH"] = str(Path(__file__).parent.parent)
+    return subprocess.run(
+        [sys.executable, "-m", "ironloop", *args, "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def make_thread(url: str, thread: str) -> None:
+    """A finished thread (one tool call, then an answer) in the checkpoint database at ``url``."""
+    from ironloop.checkpoints import SQLAlchemySaver
+    from ironloop.graph.agent import build_agent
+
+    def echo(text: str) -> str:
+        """Echo."""
+        return text
+
+    with SQLAlchemySaver.from_url(url) as saver:
+        agent = build_agent(replay_model(turn(call("echo", text="a"))), [echo], checkpointer=saver)
+        agent.invoke({"messages": [("user", "go")]}, {"configurable": {"thread_id": thread}})

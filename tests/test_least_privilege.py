@@ -1,5 +1,9 @@
 """Least privilege for tool credentials (issue 7): a planted secret reaches the one tool granted it, and nothing else.
 
+Issue 12 (item 9) adds secrets with control characters (a trailing newline is trimmed, one inside is refused in one
+line) and with characters that escape differently in ``repr``, bytes literals, JSON, URLs and HTML, echoed by the
+service in each of those forms: no escaped copy may leak either, and the search looks for the secret's random core.
+
 The flows are real: an agent with a SQL checkpointer and the attempt ledger, tools calling an HTTP payments service
 that checks the bearer key (and, in the failure flow, echoes the ``Authorization`` header into its 401/500 bodies).
 Afterwards every place a secret could land is searched: the model's inputs and the tool schemas bound to it, every
@@ -12,17 +16,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import html
 import io
 import json
 import logging
 import os
 import pickle
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import pytest
 from ironloop.checkpoints import SQLAlchemySaver
@@ -52,7 +59,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import inspect, text
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tests.helpers import call, observations, turn
@@ -64,10 +71,18 @@ def planted() -> str:
     return f"sk-planted-{uuid.uuid4().hex}"
 
 
+ESCAPING = "+/='\"\\&<>"
+"""Characters that ``repr``, bytes literals, JSON, percent-encoding and HTML each escape differently."""
+
+
 def forms_of(secret: str) -> list[bytes]:
-    """The secret as it could appear in stored bytes: raw, JSON-escaped, hex, and base64 at each alignment."""
+    """The secret as it could appear in stored bytes: raw, escaped (JSON, ``repr``, a bytes literal, percent-encoded),
+    hex, base64 at each alignment, and its random core alone (the part that must never be seen, however the rest
+    was escaped)."""
     raw = secret.encode()
-    forms = [raw, json.dumps(secret).encode()[1:-1], raw.hex().encode()]
+    core = max(re.findall(r"[0-9a-f]{32}", secret), key=len).encode()
+    forms = [raw, core, json.dumps(secret).encode()[1:-1], raw.hex().encode()]
+    forms += [repr(secret)[1:-1].encode(), repr(raw)[2:-1].encode(), quote(secret, safe="").encode()]
     for pad in range(3):
         encoded = base64.b64encode(b"\0" * pad + raw)
         forms.append(encoded[4 if pad else 0 : -4])  # the part that does not depend on the neighbours
@@ -86,7 +101,8 @@ def assert_absent(secret: str, where: str, blob: bytes | str) -> None:
 
 
 class EchoingPayments:
-    """``POST /charges`` requiring ``Bearer <key>``; ``mode`` "ok" charges, "401"/"500" fail quoting the header."""
+    """``POST /charges`` requiring ``Bearer <key>``; ``mode`` "ok" charges, "401"/"500" fail quoting the header,
+    and "repr", "bytes", "json", "percent", "html" fail quoting it in that escaped form, in a text body."""
 
     def __init__(self, key: str):
         self.key = key
@@ -102,6 +118,16 @@ class EchoingPayments:
             return JSONResponse({"error": f"bad credentials: {auth}"}, status_code=401)
         if self.mode == "500":
             return PlainTextResponse(f"Traceback ... KeyError: headers={{'authorization': '{auth}'}}", 500)
+        escaped = {
+            "repr": lambda: f"KeyError: headers={ {'authorization': auth}!r}",
+            "bytes": lambda: f"LocalProtocolError: Illegal header value {auth.encode()!r}",
+            "json": lambda: f'upstream answered {{"authorization": {json.dumps(auth)}}} (truncated',
+            "percent": lambda: f"retry GET /charges?auth={quote(auth, safe='')} later",
+        }
+        if self.mode in escaped:
+            return PlainTextResponse(escaped[self.mode](), 400)
+        if self.mode == "html":
+            return HTMLResponse(f"<html><p>Bad header {html.escape(auth)}</p>", 400)
         return JSONResponse({"id": "ch_1", **body, "status": "succeeded", "debug": auth})
 
 
@@ -288,17 +314,25 @@ def test_a_granted_key_authenticates_and_is_found_nowhere(
     check_everywhere([secret, token], script, messages, dump, printed.getvalue(), caplog, capsys, db_url)
 
 
-@pytest.mark.parametrize("mode", ["401", "500"])
+@pytest.mark.parametrize(
+    ("mode", "escaping"),
+    [("401", False), ("500", False)] + [(m, True) for m in ("401", "500", "repr", "bytes", "json", "percent", "html")],
+)
 def test_a_service_echoing_the_key_in_errors_is_redacted(
     mode: str,
+    escaping: bool,
     tmp_path: Path,
     payments: EchoingPayments,
     granted_env: str,
     secret: str,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    if escaping:  # a key with characters every escaping changes: each escaped echo must be redacted too
+        secret = payments.key = secret + ESCAPING
+        monkeypatch.setenv("IRONLOOP_TOOL_CHARGE_CARD_API_KEY", secret)
     payments.mode = mode
     charge = call("charge_card", customer_id="cus_bob", amount_cents=725)
     script = RecordingScript(turn(charge))
@@ -314,8 +348,9 @@ def test_a_service_echoing_the_key_in_errors_is_redacted(
     observation = observations(messages)[charge["id"]]
     assert payments.received and set(payments.received) == {f"Bearer {secret}"}
     assert observation.status == "error"
-    assert "Bearer ***" in observation.content, observation.content  # the echo arrived, scrubbed
-    assert b"Bearer ***" in dump  # the ledger has the (scrubbed) error text
+    echo = re.compile(r"Bearer(?: |%20|\+)\*\*\*")
+    assert echo.search(observation.content), observation.content  # the echo arrived, scrubbed
+    assert echo.search(dump.decode(errors="replace"))  # the ledger has the (scrubbed) error text
     check_everywhere([secret], script, messages, dump, printed.getvalue(), caplog, capsys, db_url)
 
 
@@ -385,23 +420,29 @@ def test_a_tool_not_granted_the_credential_gets_nothing(monkeypatch: pytest.Monk
     assert "IRONLOOP_TOOL_THIEF_API_KEY" in seen[t["id"]].content and secret not in seen[t["id"]].content
 
 
-def test_the_cli_demo_charges_with_the_key_and_prints_it_nowhere(tmp_path: Path, secret: str) -> None:
-    db = tmp_path / "cli.db"
+def run_cli_demo(db: Path, key: str, *, logs: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """``ironloop demo`` charging two customers, ``key`` as the charge key (and DEBUG logs on stderr if ``logs``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IRONLOOP_")}
-    env.update({"IRONLOOP_TOOL_CHARGE_CARD_API_KEY": secret, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    env.update({"IRONLOOP_TOOL_CHARGE_CARD_API_KEY": key, "PYTHONPATH": str(Path(__file__).parent.parent)})
     program = (
-        "import logging, os, sys; logging.basicConfig(level=logging.DEBUG); from ironloop.cli.app import main; "
+        f"import logging, os, sys; logging.basicConfig(level={logging.DEBUG if logs else logging.CRITICAL}); "
+        "from ironloop.cli.app import main; "
         "code = main(sys.argv[1:]); "
         "print('child env has key:', any(k.startswith('IRONLOOP_TOOL_') for k in os.environ)); sys.exit(code)"
     )
     question = "Charge cus_ada $12.50 and cus_bob $7.25."
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", program, "demo", "--db", f"sqlite:///{db}", "--question", question],
         env=env,
         capture_output=True,
         timeout=120,
         check=False,
     )
+
+
+def test_the_cli_demo_charges_with_the_key_and_prints_it_nowhere(tmp_path: Path, secret: str) -> None:
+    db = tmp_path / "cli.db"
+    done = run_cli_demo(db, secret)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     out = done.stdout.decode()
     # The bundled service required the configured key: the charges going through proves it was sent.
@@ -418,6 +459,47 @@ def test_the_cli_demo_charges_with_the_key_and_prints_it_nowhere(tmp_path: Path,
     finally:
         engine.dispose()
     assert_absent(secret, "the CLI's database file", db.read_bytes())
+
+
+@pytest.mark.parametrize("padding", [("", "\n"), ("", "\r\n"), (" \t", "\n\n")])
+def test_a_key_with_a_trailing_line_break_is_trimmed_and_leaks_nowhere(
+    tmp_path: Path, secret: str, padding: tuple[str, str]
+) -> None:
+    """``IRONLOOP_TOOL_CHARGE_CARD_API_KEY=$'sk-...\\n'``: sent as is, the HTTP client refused the header with an
+    error quoting it escaped (``b'Bearer sk-...\\n'``), which reached the answer, the trajectory and the database."""
+    db = tmp_path / "trailing.db"
+    done = run_cli_demo(db, padding[0] + secret + padding[1])
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    out = done.stdout.decode()
+    assert "answer: Charged cus_ada $12.50" in out and "cus_bob $7.25" in out, out  # the trimmed key was accepted
+    for where, blob in {"CLI stdout": done.stdout, "CLI stderr (DEBUG logs)": done.stderr}.items():
+        assert_absent(secret, where, blob)
+    assert_absent(secret, "the CLI's database file", db.read_bytes())
+
+
+@pytest.mark.parametrize("inside", ["\n", "\r\nX-Injected: 1", "\t", "\x1b[2K", "\x85"])
+def test_a_key_with_a_control_character_inside_is_refused_in_one_line(tmp_path: Path, secret: str, inside: str) -> None:
+    value = secret[:20] + inside + secret[20:]
+    db = tmp_path / "refused.db"
+    done = run_cli_demo(db, value, logs=False)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert err.startswith("ironloop: error: $IRONLOOP_TOOL_CHARGE_CARD_API_KEY contains a control character"), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert secret[:20] not in err and secret[20:] not in err
+    assert not db.exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("escape", ["\\u001b", "\\u0000", "\\n"])
+def test_a_config_file_key_with_a_control_character_is_refused(tmp_path: Path, escape: str) -> None:
+    value = planted()
+    config = tmp_path / "ironloop.toml"
+    config.write_text(f'[tools.charge_card.credentials]\napi_key = "{value[:20]}{escape}{value[20:]}"\n')
+    with pytest.raises(CredentialsConfigError, match="api_key contains a control character") as raised:
+        Credentials.load(config, environ={})
+    assert value[:20] not in str(raised.value) and value[20:] not in str(raised.value)
+    config.write_text(f'[tools.charge_card.credentials]\napi_key = "  {value}\\n"\n')
+    assert Credentials.load(config, environ={}).get("charge_card", "api_key") == Secret(value)  # trimmed
 
 
 def test_the_cli_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
@@ -441,10 +523,30 @@ def test_the_cli_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
 
 
 def test_the_search_finds_every_form_of_the_secret() -> None:
-    value = planted()
-    for blob in (value, json.dumps({"k": value}), base64.b64encode(b"xy:" + value.encode()), value.encode().hex()):
+    value = planted() + ESCAPING
+    blobs = [value, json.dumps({"k": value}), base64.b64encode(b"xy:" + value.encode()), value.encode().hex()]
+    blobs += [repr({"k": value}), repr(value.encode()), quote(value), html.escape(value), value[:-3]]
+    for blob in blobs:
         with pytest.raises(AssertionError):
             assert_absent(value, "a blob", blob)
+
+
+@pytest.mark.parametrize("tail", ["", ESCAPING, "\n", "é😀\x1b"])
+def test_redaction_covers_every_escaped_form(tail: str) -> None:
+    value = planted() + tail
+    secret = Secret(value)
+    texts = [
+        f"raw {value} end",
+        f"repr {value!r} and {[value]!r} and {value.encode()!r} and {[value.encode()]!r} end",
+        f"json {json.dumps(value)} {json.dumps(value, ensure_ascii=False)} end",
+        f"url ?a={quote(value, safe='')}&b=/{quote(value)} end",
+        f"html {html.escape(value)} end",
+    ]
+    for shown in texts:
+        cleaned = secret.redact(shown)
+        assert "***" in cleaned and cleaned.endswith(" end"), cleaned
+        assert_absent(value, f"the redacted {shown[:4]} text", cleaned)
+        assert Credentials({"t": {"k": secret}}).redact(shown) == cleaned
 
 
 def test_a_secret_does_not_show_or_serialise() -> None:

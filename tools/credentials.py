@@ -10,6 +10,11 @@ A tool receives one only if its `ToolPolicy` lists the name in ``credentials`` a
 of that name annotated ``InjectedToolArg`` (see `credential_params`): the model never sees the parameter (it is
 not in the tool's schema), never writes it (``ToolNode`` strips model-supplied values of injected parameters),
 and it is never in a message, a checkpoint or the ledger. Values travel as `Secret`, whose text is ``***``.
+
+A credential is one line of printable text: surrounding whitespace (the newline ``$(cat key)`` or an editor
+leaves) is removed when it is loaded, and one with a control character left inside (a line break, a tab, an
+escape) is refused with `CredentialsConfigError`, which names where it came from and never the value. Sent in an
+HTTP header, such a value makes the client fail with an error quoting it escaped, where no plain search finds it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
 from ironloop.tools.errors import CredentialsConfigError, MissingCredentialError
+from ironloop.tools.redaction import REDACTED, redact_forms, secret_forms
 from langchain_core.tools import BaseTool, InjectedToolArg
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.fields import FieldInfo
@@ -31,9 +37,9 @@ from pydantic_core import core_schema
 ENV_PREFIX = "IRONLOOP_TOOL_"
 CONFIG_ENV = "IRONLOOP_CONFIG"
 DEFAULT_CONFIG_FILE = "ironloop.toml"
-REDACTED = "***"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class Secret:
@@ -43,21 +49,25 @@ class Secret:
     ``json.dumps`` raises, and pydantic dumps it as ``"***"``: a secret is not written anywhere by accident.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_forms", "_value")
     _value: str
+    _forms: tuple[str, ...]
+    """The value's raw and escaped forms (`tools.redaction.secret_forms`): what `redact` removes."""
 
     def __init__(self, value: str):
         if not isinstance(value, str) or not value:
             raise TypeError("a Secret holds a non-empty string")
         object.__setattr__(self, "_value", value)
+        object.__setattr__(self, "_forms", secret_forms(value))
 
     def reveal(self) -> str:
         """The value itself: only for the request that needs it (an ``Authorization`` header)."""
         return self._value
 
     def redact(self, text: str) -> str:
-        """``text`` with every occurrence of the value replaced by ``***``."""
-        return text.replace(self._value, REDACTED)
+        """``text`` with every occurrence of the value, raw or escaped (`tools.redaction.secret_forms`), replaced
+        by ``***``."""
+        return redact_forms(text, self._forms)
 
     def __repr__(self) -> str:
         return f"Secret('{REDACTED}')"
@@ -123,11 +133,16 @@ class Credentials:
         for tool, names in (secrets or {}).items():
             for name, value in names.items():
                 _check_name(name, f"credential of tool {tool!r}")
-                self._file.setdefault(tool, {})[name] = value if isinstance(value, Secret) else Secret(value)
+                if not isinstance(value, Secret):
+                    value = Secret(one_line(value, f"credential {name!r} of tool {tool!r}"))
+                self._file.setdefault(tool, {})[name] = value
         self._env: dict[str, Secret] = {
-            key: Secret(value) for key, value in (environ or {}).items() if key.startswith(ENV_PREFIX) and value
+            key: Secret(one_line(value, f"${key}"))
+            for key, value in (environ or {}).items()
+            if key.startswith(ENV_PREFIX) and value.strip()
         }
         self.source = source
+        self._forms = sorted({form for secret in self.secrets() for form in secret._forms}, key=len, reverse=True)
 
     @classmethod
     def load(
@@ -168,10 +183,9 @@ class Credentials:
         return [*self._env.values(), *(s for names in self._file.values() for s in names.values())]
 
     def redact(self, text: str) -> str:
-        """``text`` with every configured secret replaced by ``***`` (longest first, so none is half-replaced)."""
-        for secret in sorted(self.secrets(), key=lambda s: len(s.reveal()), reverse=True):
-            text = secret.redact(text)
-        return text
+        """``text`` with every configured secret, raw or escaped, replaced by ``***`` (longest first, so none is
+        half-replaced)."""
+        return redact_forms(text, self._forms)
 
     def __bool__(self) -> bool:
         return bool(self._env or self._file)
@@ -207,13 +221,29 @@ def read_config(path: Path) -> dict[str, dict[str, Secret]]:
             raise CredentialsConfigError(f"{where}: 'credentials' must be a table of name = \"value\"")
         for name, value in names.items():
             _check_name(name, f"{where}.credentials key")
-            if not isinstance(value, str) or not value:
+            if not isinstance(value, str) or not value.strip():
                 # the value's type only: the value itself is not echoed
                 raise CredentialsConfigError(
                     f"{where}.credentials.{name} must be a non-empty string, got {type(value).__name__}"
                 )
-            found.setdefault(tool, {})[name] = Secret(value)
+            found.setdefault(tool, {})[name] = Secret(one_line(value, f"{where}.credentials.{name}"))
     return found
+
+
+def one_line(value: str, where: str) -> str:
+    """A credential's value as it is used: without surrounding whitespace, and refused (naming ``where``, never
+    the value) if a control character is left inside."""
+    if not isinstance(value, str):
+        raise CredentialsConfigError(f"{where} must be a string, got {type(value).__name__}")
+    stripped = value.strip()
+    if not stripped:
+        raise CredentialsConfigError(f"{where} is empty")
+    if found := _CONTROL.search(stripped):
+        raise CredentialsConfigError(
+            f"{where} contains a control character ({found.group()!r} at position {found.start()}); a credential "
+            "must be one line of printable text"
+        )
+    return stripped
 
 
 def _check_name(name: str, what: str) -> None:

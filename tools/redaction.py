@@ -1,5 +1,9 @@
 """Removing known secrets from what a tool hands back: its observation, and the error it raised.
 
+A secret is looked for in every form text can carry it (`secret_forms`): as is, and escaped as a Python
+``str``/``bytes`` literal (an HTTP client quoting ``b'Bearer ...'`` in its error), as a JSON string, percent-encoded
+(a URL, a form body) and HTML-escaped. Each form is replaced by ``***``, so no escaped copy slips through.
+
 A service may echo a credential (an error page quoting the ``Authorization`` header), and a tool may put the
 answer into its result or its exception. Everything the runtime does with those afterwards (the model's next
 prompt, the attempt ledger, the idempotency ledger, the trajectory, logs) starts from them, so the runner
@@ -11,14 +15,48 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+import html
+import json
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from ironloop.tools.errors import PermanentToolError, TransientToolError, is_transient, status_code_of
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
 
 Redact = Callable[[str], str]
+
+REDACTED = "***"
+
+
+def secret_forms(value: str) -> tuple[str, ...]:
+    """Every distinct form ``value`` takes in text, longest first: raw; the inside of a Python ``str`` and
+    ``bytes`` literal (with either quote escaped); of a JSON string (ASCII-escaped or not); percent-encoded as
+    a path, a query value and a form field; HTML-escaped."""
+    raw = value.encode("utf-8", "surrogatepass")
+    forms = {
+        value,
+        repr(value)[1:-1],
+        repr('"' + value)[2:-1],  # a literal quoted with ', so a ' inside is escaped
+        repr(raw)[2:-1],
+        repr(b'"' + raw)[3:-1],
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        quote(value),
+        quote(value, safe=""),
+        quote_plus(value),
+        html.escape(value),
+    }
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def redact_forms(text: str, forms: Iterable[str]) -> str:
+    """``text`` with each form (longest first, so none is half-replaced) replaced by ``***``."""
+    for form in forms:
+        if form in text:
+            text = text.replace(form, REDACTED)
+    return text
 
 
 def scrub_message(message: Any, redact: Redact) -> Any:
