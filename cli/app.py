@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ironloop import __version__
 from ironloop.benchmarks import BENCHMARKS
 from ironloop.cli import mcp as mcp_cli
 from ironloop.cli.text import printable
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ironloop", description="A ReAct agent whose tool calls are reliable RPCs.")
+    parser.add_argument("--version", action="version", version=f"ironloop {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument("--db", default=None, help="database URL (default: $IRONLOOP_DB_URL or ./ironloop.db)")
