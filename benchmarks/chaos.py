@@ -61,7 +61,6 @@ from ironloop.benchmarks.chaos_contenders import (
     STOCK_CONTENDERS,
     Progress,
 )
-from ironloop.demo.tasks import percentile
 
 DEFAULT_SEED = 7
 EXPECTED_CALLS = {"population": 3, "payment": 2}
@@ -290,6 +289,8 @@ def judge_run(run: ContenderRun, tasks: Sequence[ChaosTask], charges: Sequence[t
 
 
 def summarize(run: ContenderRun, deadline_s: float) -> dict[str, Any]:
+    from ironloop.demo.tasks import percentile
+
     records = run.records
     n = len(records)
     seconds = [r.seconds for r in records]

@@ -15,7 +15,6 @@ import sys
 from typing import Any
 
 from ironloop.cli.app import EXIT_FAILED, EXIT_PAUSED, EXIT_USAGE, CommandError, _approver, _positive_int
-from ironloop.cli.trajectory import TrajectoryPrinter
 
 ENQUEUE_ENV = "IRONLOOP_ENQUEUE"
 
@@ -165,6 +164,8 @@ def _wait(handle: Any, args: argparse.Namespace) -> int:
         raise CommandError(f"{exc}; `ironloop threads` shows where it is", EXIT_FAILED) from None
     with SQLAlchemySaver.from_url(handle.db_url) as saver:
         snapshot = structure_agent(saver).get_state({"configurable": {"thread_id": handle.thread_id}})
+    from ironloop.cli.trajectory import TrajectoryPrinter
+
     printer = TrajectoryPrinter()
     for message in current_run(list(snapshot.values.get("messages", []))):
         printer.feed("updates", {"run": {"messages": [message]}})
