@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.blocked_imports import run_without
@@ -30,3 +32,31 @@ def test_the_blocker_blocks_nothing_else(postgres_url: str) -> None:
     result = run_without(["pymysql"], "threads", "--db", postgres_url)
     assert result.returncode == 0, result.stderr
     assert "ironloop[" not in result.stderr
+
+
+def test_bench_chaos_without_matplotlib_stops_before_it_starts(tmp_path: Path) -> None:
+    result = run_without(["matplotlib"], "bench", "chaos", "--tasks", "1", "--out-dir", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""  # no contender ran
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("ironloop bench chaos: the plot needs matplotlib"), result.stderr
+    assert "pip install 'ironloop[bench]', or pass --no-plot" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_chaos_without_matplotlib_runs_with_no_plot(tmp_path: Path) -> None:
+    result = run_without(
+        ["matplotlib"],
+        *("bench", "chaos", "--tasks", "1", "--contenders", "ironloop", "--profile", "none", "--no-plot"),
+        *("--no-parallel", "--out-dir", str(tmp_path)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chaos-none.json", "chaos-none.md"]
+
+
+def test_bench_scale_without_matplotlib_stops_before_it_starts(postgres_url: str) -> None:
+    result = run_without(["matplotlib"], "bench", "scale", "--db", postgres_url, "--workers", "1", "--tasks", "1")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "the plot needs matplotlib" in result.stderr and "pip install 'ironloop[bench]'" in result.stderr
