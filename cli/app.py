@@ -31,7 +31,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -541,9 +541,11 @@ def _chat_openai(model_name: str | None, endpoint: Endpoint) -> Any:
     if not model_name:
         raise CommandError("no model: pass --model NAME or set IRONLOOP_MODEL", EXIT_USAGE)
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
 
     # max_retries=0: the agent's ModelPolicy is the one retry layer (it honours Retry-After and falls back).
-    return ChatOpenAI(model=model_name, api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=60, max_retries=0)
+    key = SecretStr(endpoint.api_key)
+    return ChatOpenAI(model=model_name, api_key=key, base_url=endpoint.base_url, timeout=60, max_retries=0)
 
 
 # -- inspecting -------------------------------------------------------------------------------------------------
@@ -606,7 +608,8 @@ def show_report(args: argparse.Namespace) -> int:
     from ironloop.checkpoints.report import approval_log, format_approvals, format_report, tool_report
 
     since = _parse_since(args.since) if args.since else None
-    read, show = (approval_log, format_approvals) if args.approvals else (tool_report, format_report)
+    read: Callable[..., Sequence[Any]] = approval_log if args.approvals else tool_report
+    show: Callable[[Any], str] = format_approvals if args.approvals else format_report
     with open_store(args.db, create=False) as store:
         store.ledger.flush()
         rows = read(store.saver.engine, since=since, thread_id=args.thread)
