@@ -86,3 +86,19 @@ def test_the_quickstart_runs(
     assert "'outcome': 'transient_error'" in attempts and "'outcome': 'ok'" in attempts
     assert list(stub.tool_results().values()) == ["Paris: 18 °C, light rain"], "the model never saw the 503"
     assert (tmp_path / "quickstart.db").exists()
+
+
+def test_the_policy_page_names_every_option_and_only_those() -> None:
+    """docs/policies.md's table lists exactly the fields of `ToolPolicy`, and its signature every argument of
+    `build_agent` (a field added, renamed or removed shows here)."""
+    import dataclasses
+    import inspect
+
+    from ironloop import ToolPolicy, build_agent
+
+    page = (ROOT / "docs" / "policies.md").read_text(encoding="utf-8")
+    table = page.split("## `ToolPolicy`", 1)[1].split("\n\n", 2)[1]
+    rows = re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE)
+    assert rows == [f.name for f in dataclasses.fields(ToolPolicy)]
+    signature = page.split("## `build_agent`", 1)[1].split("```", 2)[1]
+    assert [p for p in inspect.signature(build_agent).parameters if p not in signature] == []
