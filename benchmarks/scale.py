@@ -114,8 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ironloop.cli.app import EXIT_USAGE, CommandError
     from ironloop.demo.services.faults import PROFILES
+
+    from ironloop.commands import EXIT_USAGE, CommandError
 
     try:
         counts = [int(part) for part in args.workers.split(",") if part.strip()]
