@@ -61,7 +61,7 @@ from ironloop.benchmarks.chaos_contenders import (
     STOCK_CONTENDERS,
     Progress,
 )
-from ironloop.demo.tasks import percentile
+from ironloop.checkpoints.report import percentile
 
 from ironloop.commands import positive_int
 

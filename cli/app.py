@@ -38,7 +38,6 @@ from typing import Any
 
 from ironloop.benchmarks import BENCHMARKS
 from ironloop.cli import mcp as mcp_cli
-from ironloop.cli.approver import approver_for
 from ironloop.cli.text import printable
 from ironloop.cli.trajectory import TrajectoryPrinter
 from ironloop.demo.scenario import DEMO_QUESTION
@@ -326,6 +325,7 @@ def _one_runner(
     """Claim the command's decision for the calls waiting now, then run the thread as its one runner
     (`cli.decisions`); a decision someone else made first is a one-line error."""
     from ironloop.checkpoints.decisions import AlreadyDecidedError
+    from ironloop.cli.approver import approver_for
     from ironloop.cli.decisions import ContinuedElsewhere, NothingToDecide, one_runner
 
     approver = approver_for(args)

@@ -14,7 +14,6 @@ import os
 import sys
 from typing import Any
 
-from ironloop.cli.approver import approver_for
 from ironloop.cli.trajectory import TrajectoryPrinter
 
 from ironloop.commands import EXIT_FAILED, EXIT_PAUSED, EXIT_USAGE, CommandError, positive_int
@@ -111,6 +110,7 @@ def enqueue_resume(args: argparse.Namespace) -> int:
     _fleet_environment(args)
     from ironloop.checkpoints import SQLAlchemySaver
     from ironloop.checkpoints.decisions import AlreadyDecidedError, DecisionBook, WaitingCall
+    from ironloop.cli.approver import approver_for
     from ironloop.cli.decisions import checkpoint_of
     from ironloop.distributed.submission import enqueue_continuation
     from ironloop.graph.status import FINISHED, pending_approvals, state_reader, status_of
