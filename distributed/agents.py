@@ -9,6 +9,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from ironloop.tools.errors import IronloopError
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 AgentFactory = Callable[[BaseCheckpointSaver], Any]
@@ -19,7 +20,7 @@ FACTORY_PREFIX = "factory:"
 """Checkpoint metadata ``ironloop_agent`` of a thread run by a factory's agent: ``factory:module:function``."""
 
 
-class AgentSpecError(ValueError):
+class AgentSpecError(IronloopError, ValueError):
     """``--agent`` / ``$IRONLOOP_AGENT`` does not name a usable factory."""
 
 

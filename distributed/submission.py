@@ -16,11 +16,12 @@ from typing import Any
 from ironloop.checkpoints.schema import KEY_LENGTH
 from ironloop.distributed.runs import Outcome, final_answer
 from ironloop.distributed.settings import Settings
+from ironloop.tools.errors import IronloopError
 
 POLL_S = 0.1
 
 
-class WaitTimeoutError(TimeoutError):
+class WaitTimeoutError(IronloopError, TimeoutError):
     """The thread's run did not end within the wait."""
 
 
