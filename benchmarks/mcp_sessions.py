@@ -31,7 +31,7 @@ from typing import Any
 
 from ironloop.benchmarks import RESULTS_DIR
 from ironloop.benchmarks.chaos import machine_facts
-from ironloop.demo.tasks import percentile
+from ironloop.checkpoints.report import percentile
 
 QUERY = {"query": "Paris population"}
 EXPECTED = "Paris (France) has a population of 2,160,000"
