@@ -61,8 +61,7 @@ from ironloop.benchmarks.chaos_contenders import (
     STOCK_CONTENDERS,
     Progress,
 )
-from ironloop.checkpoints.report import percentile
-
+from ironloop.benchmarks.plots import missing_matplotlib, pyplot
 from ironloop.commands import positive_int
 
 DEFAULT_SEED = 7
@@ -292,6 +291,8 @@ def judge_run(run: ContenderRun, tasks: Sequence[ChaosTask], charges: Sequence[t
 
 
 def summarize(run: ContenderRun, deadline_s: float) -> dict[str, Any]:
+    from ironloop.checkpoints.stats import percentile
+
     records = run.records
     n = len(records)
     seconds = [r.seconds for r in records]
@@ -447,11 +448,7 @@ def format_goals(goals: list[dict[str, Any]]) -> str:
 
 def plot_latencies(runs: Sequence[ContenderRun], path: Path, *, profile: str, deadline_s: float) -> None:
     """ECDF of task latency per contender on a log time axis, the deadline marked: tails and hangs stand out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(9, 5.2), dpi=110)
     for run in runs:
         values = sorted(max(r.seconds, 1e-4) * 1000 for r in run.records)
@@ -573,6 +570,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0.0 <= args.side_effect_share <= 1.0:
         print("ironloop bench chaos: --side-effect-share must be within 0..1", file=sys.stderr)
+        return 2
+    if not args.no_plot and (missing := missing_matplotlib()):
+        print(f"ironloop bench chaos: {missing}", file=sys.stderr)
         return 2
     settings = Settings(
         args.tasks, args.profile, args.seed, args.concurrency, args.task_deadline, args.side_effect_share, contenders

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ironloop.benchmarks import RESULTS_DIR
-
 from ironloop.commands import positive_int
 
 if TYPE_CHECKING:
@@ -393,9 +392,8 @@ def _worker(command: dict[str, Any]) -> int:
 
 
 def _run_step(command: dict[str, Any], mark: Callable[[bytes], None], report: int) -> None:
-    from ironloop.demo.agent import build_demo_agent
-
     from ironloop.commands import AGENT_KEY
+    from ironloop.demo.agent import build_demo_agent
 
     attempt = (json.dumps({"event": "attempt", "id": command["id"]}) + "\n").encode()
     write = (json.dumps({"event": "write", "id": command["id"]}) + "\n").encode()

@@ -494,7 +494,6 @@ def run(args: Any) -> int:
     import tempfile
 
     from ironloop.benchmarks import RESULTS_DIR
-
     from ironloop.commands import EXIT_USAGE, CommandError
 
     db = args.db or os.environ.get("IRONLOOP_DB_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ironloop.benchmarks import RESULTS_DIR
+from ironloop.benchmarks.plots import missing_matplotlib, pyplot
 from ironloop.benchmarks.processes import cpu_s, stop_group
-from ironloop.checkpoints.report import percentile
+from ironloop.checkpoints.stats import percentile
 
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -111,12 +112,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", default=None, help="broker URL (default $IRONLOOP_BROKER_URL or local RabbitMQ)")
     parser.add_argument("--baseline-threads", type=int, default=4, help="threads of the single-process baseline")
     parser.add_argument("--json", dest="json_out", default=str(RESULTS_DIR / "scale.json"))
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG of throughput against workers")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ironloop.demo.services.faults import PROFILES
-
     from ironloop.commands import EXIT_USAGE, CommandError
+    from ironloop.demo.services.faults import PROFILES
 
     try:
         counts = [int(part) for part in args.workers.split(",") if part.strip()]
@@ -126,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--workers counts, --tasks and --rounds must be at least 1", EXIT_USAGE)
     if args.profile not in PROFILES:
         raise CommandError(f"unknown profile {args.profile!r}; choose one of: {', '.join(PROFILES)}", EXIT_USAGE)
+    if not args.no_plot and (missing := missing_matplotlib()):
+        raise CommandError(missing, EXIT_USAGE)
     db = args.db or os.environ.get("IRONLOOP_DB_URL") or DEFAULT_DB
     if db.startswith("sqlite"):
         raise CommandError("scale needs a server database (PostgreSQL or MariaDB): pass --db", EXIT_USAGE)
@@ -139,9 +142,8 @@ def run(args: argparse.Namespace) -> int:
         batch.pop("latencies_s")
     out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
-    plot = plot_throughput(results.table(), results.machine, out.with_suffix(".png"))
-    if plot:
-        print(f"wrote {plot}")
+    if not args.no_plot:
+        print(f"wrote {plot_throughput(results.table(), results.machine, out.with_suffix('.png'))}")
     return 0
 
 
@@ -366,15 +368,9 @@ def _figures(saver: Any, submitted: dict[str, float], cpu_s: float) -> tuple[flo
     return wall, latencies, cpu_s, correct
 
 
-def plot_throughput(table: list[dict[str, Any]], machine: str, path: Path) -> Path | None:
+def plot_throughput(table: list[dict[str, Any]], machine: str, path: Path) -> Path:
     """Throughput against worker processes, the baseline as a line (from `ScaleResults.table` rows)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    plt = pyplot()
     workers = [(int(r["contender"].split()[0]), r["tasks_per_s"]) for r in table if r["contender"] != BASELINE]
     baseline = next((r["tasks_per_s"] for r in table if r["contender"] == BASELINE), None)
     figure, axes = plt.subplots(figsize=(5, 3.5))

@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ironloop.checkpoints.schema import tool_approvals, tool_attempts, tool_calls
+from ironloop.checkpoints.stats import percentile
 from sqlalchemy import Engine, select
-
-
-def percentile(values: Iterable[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in [0, 100]): a value that occurred, never an interpolation; NaN for none."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
 
 @dataclass

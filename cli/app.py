@@ -34,13 +34,15 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ironloop.benchmarks import BENCHMARKS
 from ironloop.cli import mcp as mcp_cli
 from ironloop.cli.text import printable
-from ironloop.cli.trajectory import TrajectoryPrinter
-from ironloop.demo.scenario import DEMO_QUESTION
+from ironloop.version import __version__
+
+if TYPE_CHECKING:  # imported where used: `ironloop --help` does not load LangChain
+    from ironloop.cli.trajectory import TrajectoryPrinter
 
 from ironloop.commands import AGENT_KEY, EXIT_FAILED, EXIT_PAUSED, EXIT_USAGE, CommandError, positive_int
 
@@ -72,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ironloop", description="A ReAct agent whose tool calls are reliable RPCs.")
+    parser.add_argument("--version", action="version", version=f"ironloop {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument("--db", default=None, help="database URL (default: $IRONLOOP_DB_URL or ./ironloop.db)")
@@ -86,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=positive_int, default=1, help="tasks run at once with --tasks")
     demo.add_argument("--profile", default="reference", help="fault profile of the search service")
     demo.add_argument("--seed", type=int, default=7, help="fault seed of the search service")
-    demo.add_argument("--question", default=DEMO_QUESTION)
+    demo.add_argument("--question", default=None, help="the question (default: the demo's population question)")
     demo.add_argument("--thread", default=None, help="thread id (default: a new one)")
     demo.add_argument("--json", dest="json_out", metavar="PATH", help="with --tasks: also write the figures here")
     demo.set_defaults(handler=run_demo)
@@ -225,8 +228,10 @@ def _start_search(profile: str, seed: int, port: int = 0, credentials: Any = Non
 
 def run_demo(args: argparse.Namespace) -> int:
     from ironloop.demo.agent import build_demo_agent
+    from ironloop.demo.scenario import DEMO_QUESTION
     from ironloop.demo.tasks import run_demo_tasks
 
+    args.question = args.question or DEMO_QUESTION
     credentials = _credentials()
     service = _start_search(args.profile, args.seed, credentials=credentials)
     try:
@@ -360,6 +365,7 @@ def _config(thread: str, spec: dict[str, Any]) -> dict[str, Any]:
 def _drive(agent: Any, state_in: Any, config: dict[str, Any], approver: Any, *, tokens: bool = False) -> str | None:
     """Run to the end, answering approval requests with ``approver``; if it answers none, stop with the thread
     paused (`EXIT_PAUSED`) and say how to decide from any process."""
+    from ironloop.cli.trajectory import TrajectoryPrinter
     from ironloop.graph.status import pending_approvals
 
     printer = TrajectoryPrinter(tokens=tokens)

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from ironloop.cli.text import printable
+from ironloop.commands import EXIT_USAGE, CommandError
 from ironloop.tools.approval import Approve, Edit, Reject
 from langgraph.types import Interrupt
-
-from ironloop.commands import EXIT_USAGE, CommandError
 
 
 class Approver(Protocol):

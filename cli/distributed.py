@@ -14,8 +14,6 @@ import os
 import sys
 from typing import Any
 
-from ironloop.cli.trajectory import TrajectoryPrinter
-
 from ironloop.commands import EXIT_FAILED, EXIT_PAUSED, EXIT_USAGE, CommandError, positive_int
 
 ENQUEUE_ENV = "IRONLOOP_ENQUEUE"
@@ -167,6 +165,8 @@ def _wait(handle: Any, args: argparse.Namespace) -> int:
         raise CommandError(f"{exc}; `ironloop threads` shows where it is", EXIT_FAILED) from None
     with SQLAlchemySaver.from_url(handle.db_url) as saver:
         snapshot = state_reader(saver).get_state({"configurable": {"thread_id": handle.thread_id}})
+    from ironloop.cli.trajectory import TrajectoryPrinter
+
     printer = TrajectoryPrinter()
     for message in current_run(list(snapshot.values.get("messages", []))):
         printer.feed("updates", {"run": {"messages": [message]}})

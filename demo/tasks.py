@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ironloop.checkpoints.report import percentile
+from ironloop.checkpoints.stats import percentile
 from ironloop.demo.scenario import DEMO_QUESTION, expected_answer, places_in
 from ironloop.demo.services.search import bundled_corpus
 from ironloop.graph.state import current_run

@@ -19,12 +19,11 @@ from typing import Any
 
 from ironloop.checkpoints.decisions import DecisionBook, DecisionRun
 from ironloop.checkpoints.leases import LeasedSaver, Runner, ThreadLeases
+from ironloop.commands import AGENT_KEY
 from ironloop.distributed.agents import FACTORY_PREFIX, load_factory
 from ironloop.distributed.settings import DEFAULT_AGENT, Settings
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.types import Command
-
-from ironloop.commands import AGENT_KEY
 
 MAX_PASSES = 50
 """Graph passes one task may make (a pass ends at a pause or the end); more means something loops."""

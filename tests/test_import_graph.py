@@ -1,6 +1,8 @@
 """Imports point downwards only: no cycle between any two modules, and each package imports only the packages
 below it. The layers, bottom first:
 
+    ironloop.version                       the release number
+    ironloop.lazy                          a package's names imported on first use (fast ``--help``)
     ironloop.commands                      exit codes and the one-line error every command shares
     tools → checkpoints → graph            the runtime: one call, the SQL store, the agent graph
     distributed                            workers sharing one database (the runtime, many processes)
@@ -22,8 +24,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ["commands", "tools", "checkpoints", "graph", "distributed", "demo", "benchmarks", "cli", "ironloop"]
-"""Packages (and ``ironloop.commands``), bottom first: each may import only those before it."""
+LAYERS = [
+    "version",
+    "lazy",
+    "commands",
+    "tools",
+    "checkpoints",
+    "graph",
+    "distributed",
+    "demo",
+    "benchmarks",
+    "cli",
+    "ironloop",
+]
+"""Packages (and the small modules version, lazy, commands), bottom first: each imports only those before it."""
 FOLDERS = {
     "graph": "ironloop.graph",
     "tools": "ironloop.tools",

@@ -56,14 +56,15 @@ retrying a ``TypeError`` only burns the deadline.
 from __future__ import annotations
 
 import email.utils
+import functools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import httpx2
-import openai
+if TYPE_CHECKING:  # the HTTP clients are imported on first classification: importing the tree stays quick
+    import httpx
+    import httpx2
 
 TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 """Statuses that say "try again": timeouts, too early, rate limited, and the server-side 5xx family."""
@@ -146,20 +147,38 @@ class ModelUnavailableError(IronloopError, RuntimeError):
     """Every model failed. The run stopped at its last checkpoint; resuming the thread retries the model."""
 
 
-TRANSIENT_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = tuple(
-    error for lib in (httpx, httpx2) for error in (lib.TimeoutException, lib.NetworkError, lib.RemoteProtocolError)
-)
-"""Transport failures of either httpx (a user's tool) or httpx2 (ours): worth another attempt."""
+@functools.cache
+def transient_transport_errors() -> tuple[type[BaseException], ...]:
+    """Transport failures of httpx (a user's tool), httpx2 (ours) or the OpenAI SDK (its wrapper of transport
+    errors and timeouts): worth another attempt."""
+    import httpx
+    import httpx2
+    import openai
 
-NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (
-    NotSentError,
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx2.ConnectError,
-    httpx2.ConnectTimeout,
-    ConnectionRefusedError,
-)
-"""Failures before the request left: it cannot have had an effect."""
+    return (
+        *(
+            error
+            for lib in (httpx, httpx2)
+            for error in (lib.TimeoutException, lib.NetworkError, lib.RemoteProtocolError)
+        ),
+        openai.APIConnectionError,
+    )
+
+
+@functools.cache
+def not_sent_errors() -> tuple[type[BaseException], ...]:
+    """Failures before the request left: it cannot have had an effect."""
+    import httpx
+    import httpx2
+
+    return (
+        NotSentError,
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx2.ConnectError,
+        httpx2.ConnectTimeout,
+        ConnectionRefusedError,
+    )
 
 
 def status_code_of(exc: BaseException) -> int | None:
@@ -178,9 +197,7 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, TimeoutError | ConnectionError):
         return True
-    if isinstance(exc, TRANSIENT_TRANSPORT_ERRORS):
-        return True
-    if isinstance(exc, openai.APIConnectionError):  # the OpenAI SDK's wrapper of transport errors and timeouts
+    if isinstance(exc, transient_transport_errors()):
         return True
     status = status_code_of(exc)
     return status in TRANSIENT_HTTP_STATUSES
@@ -195,7 +212,7 @@ def surely_not_applied(exc: BaseException) -> bool:
     said it did not process it. Timeouts, resets and other 5xx leave the outcome unknown."""
     if isinstance(exc, PermanentToolError | InvalidToolCallError):
         return True
-    if isinstance(exc, NOT_SENT_ERRORS):
+    if isinstance(exc, not_sent_errors()):
         return True
     return status_code_of(exc) in NOT_APPLIED_HTTP_STATUSES
 
