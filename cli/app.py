@@ -380,6 +380,7 @@ def _approver(args: argparse.Namespace) -> Any:
     """Who answers approval requests: the flags given, else the terminal, else nobody (the run pauses)."""
     from ironloop.cli.approver import FixedApprover, PauseApprover, TerminalApprover, who
     from ironloop.tools.approval import Approve, Edit, Reject
+    from ironloop.tools.storable import storable_problem
 
     if getattr(args, "approve_all", False):
         return FixedApprover(Approve(by=who("--approve-all")))
@@ -396,6 +397,8 @@ def _approver(args: argparse.Namespace) -> Any:
             edited = None
         if not isinstance(edited, dict):
             raise CommandError(f"--edit takes the new arguments as a JSON object, got {args.edit!r}", EXIT_USAGE)
+        if (problem := storable_problem(edited)) is not None:
+            raise CommandError(f"--edit refused, nothing was decided: {problem}", EXIT_USAGE)
         return FixedApprover(Edit(edited, by=who("ironloop resume --edit")))
     if sys.stdin is not None and sys.stdin.isatty():
         return TerminalApprover()

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TextIO
 
 from ironloop.cli.text import printable
 from ironloop.tools.approval import Approve, Edit, Reject
+from ironloop.tools.storable import storable_problem
 from langgraph.types import Interrupt
 
 
@@ -111,6 +112,9 @@ class TerminalApprover:
                     continue
                 if not isinstance(args, dict):
                     print("  the arguments must be a JSON object; try again", file=out)
+                    continue
+                if (problem := storable_problem(args)) is not None:
+                    print(f"  {printable(problem)}; try again", file=out)
                     continue
                 return Edit(args, by=by)
             print("  answer a, r or e", file=out)

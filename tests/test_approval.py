@@ -219,3 +219,84 @@ def test_a_side_effect_without_untrusted_input_needs_no_approval(tmp_path: Path)
         done = agent.invoke({"messages": [("user", "charge cus_1 $1")]}, thread("plain"))
         assert "__interrupt__" not in done and len(payments.snapshot()) == 1
         assert done["untrusted_sources"] == []
+
+
+class ProcessDied(BaseException):
+    """Stands for the process dying (a kill, a power cut) between the ledger's write and the checkpoint's."""
+
+
+class DiesAfterLedger:
+    """A listener that "kills the process" once a call has ended: the ledger holds its end, the checkpoint not."""
+
+    def __init__(self) -> None:
+        self.armed = True
+
+    def on_attempt(self, call, attempt) -> None:
+        pass
+
+    def on_call_end(self, call) -> None:
+        if self.armed:
+            self.armed = False
+            raise ProcessDied
+
+
+def test_a_rejection_of_a_call_that_already_ran_gets_the_recorded_result() -> None:
+    """Issue 12, item 6: a decision that contradicts the ledger. The approved charge ran and the ledger recorded
+    it, then the process died before the checkpoint did; a rejection given afterwards must not claim "Not run"."""
+    tools = Counted()
+    p = call("pay", amount=5)
+    store = MemoryIdempotencyStore()
+    agent = build_agent(
+        replay_model(turn(p)),
+        tools.tools,
+        policies={"pay": ToolPolicy(side_effect=True, approval="always")},
+        checkpointer=InMemorySaver(),
+        idempotency_store=store,
+        listeners=[DiesAfterLedger()],
+    )
+    agent.invoke({"messages": [("user", "go")]}, thread("died"))
+    with pytest.raises(ProcessDied):
+        agent.invoke(Command(resume=Approve(by="ops")), thread("died"))
+    assert tools.runs["pay"] == [5]
+    assert store.get(idempotency_key_for("died", "tools", p["id"])).status == "completed"
+
+    done = agent.invoke(Command(resume=Reject("no", by="ops")), thread("died"))
+    answer = observations(done["messages"])[p["id"]]
+    assert tools.runs["pay"] == [5]
+    assert not answer.content.startswith("Not run"), answer.content
+    assert answer.content == "paid 5" and record(answer)["outcome"] == "ok"
+    assert record(answer)["attempts"][0]["replayed"]
+
+
+def test_an_edit_the_checkpoint_cannot_hold_is_asked_again_and_nothing_runs() -> None:
+    """Issue 12, item 6: an edit with an integer beyond JSON's safe range charged, then failed to checkpoint."""
+    tools = Counted()
+    p = call("pay", amount=5)
+    agent = build_agent(
+        replay_model(turn(p)),
+        tools.tools,
+        policies={"pay": ToolPolicy(side_effect=True, approval="always")},
+        checkpointer=InMemorySaver(),
+    )
+    agent.invoke({"messages": [("user", "go")]}, thread("huge"))
+    for huge in (2**53, -(2**60), 2**64 - 1):
+        again = agent.invoke(Command(resume=Edit({"amount": huge})), thread("huge"))
+        (request,) = again["__interrupt__"]
+        assert "refused" in request.value["problem"] and "2^53" in request.value["problem"]
+    # Past 64 bits LangGraph itself cannot store the resume value: it refuses it before any task runs.
+    with pytest.raises(TypeError):
+        agent.invoke(Command(resume=Edit({"amount": 99999999999999999999999})), thread("huge"))
+    assert tools.runs["pay"] == []
+    done = agent.invoke(Command(resume=Edit({"amount": 2**53 - 1})), thread("huge"))
+    assert tools.runs["pay"] == [2**53 - 1] and "__interrupt__" not in done
+
+
+def test_a_model_call_beyond_safe_integers_is_refused_before_it_runs() -> None:
+    tools = Counted()
+    p = call("pay", amount=2**53 + 1)
+    done = build_agent(replay_model(turn(p)), tools.tools, policies={"pay": ToolPolicy(side_effect=True)}).invoke(
+        {"messages": [("user", "go")]}
+    )
+    answer = observations(done["messages"])[p["id"]]
+    assert tools.runs["pay"] == [] and record(answer)["outcome"] == "rejected"
+    assert "'amount'" in answer.content and "2^53" in answer.content

@@ -100,7 +100,8 @@ class ToolCallRunner:
             run_tool,
         )
         attempts = chain([CapResult(max_result_chars)], AttemptLoop(attempt, rng))
-        around: list[Layer[CallContext]] = [ApprovalGate(check_args, args_schemas), UntrustedOutput(), self.grants]
+        gate = ApprovalGate(check_args, args_schemas, ledger=self.exactly_once.recorded)
+        around: list[Layer[CallContext]] = [gate, UntrustedOutput(), self.grants]
         self._side_effect_call = chain([*around, self.exactly_once], attempts)
         self._plain_call = chain([*around, Observe()], attempts)
 
@@ -142,22 +143,23 @@ class ToolCallRunner:
     def reject(
         self, rejection: Rejection, config: RunnableConfig | None = None, writer: StreamWriter | None = None
     ) -> ToolMessage:
-        """The observation for a call that is not run (invalid, unknown, out of turns)."""
-        record = _new_record({"name": rejection.name, "id": rejection.tool_call_id}, config)
+        """The observation for a call that is not run (invalid, unknown, out of turns), unless the ledger knows it
+        ran: a side effect is never answered "Not run" over a recorded end."""
+        call = {"name": rejection.name, "id": rejection.tool_call_id}
+        record = _new_record(call, config)
+        events = CallEvents(self.listeners, writer)
+        known = self.exactly_once.recorded_answer(call, record) if self.policy_for(record.tool).side_effect else None
+        if known is not None:
+            events.call_ended(record, known)
+            return known
         record.outcome, record.reason = CallOutcome.REJECTED, rejection.reason
-        message = observation({"name": rejection.name, "id": rejection.tool_call_id}, rejection.reason, error=True)
-        CallEvents(self.listeners, writer).call_ended(record, message)
+        message = observation(call, rejection.reason, error=True)
+        events.call_ended(record, message)
         return message
 
     def orphan_answer(self, call: Mapping[str, Any], config: RunnableConfig | None = None) -> ToolMessage:
         """The observation for a call found without one after a stop: what the ledger knows, or "interrupted"."""
-        record = _new_record(call, config)
-        if self.policy_for(record.tool).side_effect:
-            message = self.exactly_once.recorded_answer(call, record)
-            if message is not None:
-                CallEvents(self.listeners).call_ended(record, message)
-                return message
-        return self.reject(Rejection(record.tool_call_id, record.tool, interrupted(record.tool)), config)
+        return self.reject(Rejection(call["id"] or "", call["name"], interrupted(call["name"])), config)
 
 
 def _new_record(call: Mapping[str, Any], config: RunnableConfig | None) -> CallRecord:
