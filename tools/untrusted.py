@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from ironloop.tools.errors import CircuitOpenError, RateLimitTimeoutError, ToolTimeoutError, class_name
 from ironloop.tools.records import CallRecord, metadata_of
@@ -54,6 +54,8 @@ def merge_sources(left: list[str] | None, right: list[str] | None) -> list[str]:
     return sorted(set(left or ()) | set(right or ()))
 
 
+M = TypeVar("M", ToolMessage, Result)
+
 RUNTIME_ERRORS = frozenset(map(class_name, (ToolTimeoutError, CircuitOpenError, RateLimitTimeoutError)))
 """Errors the runtime raises itself, before or instead of hearing from the tool: their text quotes no service."""
 
@@ -67,7 +69,7 @@ def carries_tool_output(record: CallRecord) -> bool:
     return last.replayed or last.error_class not in RUNTIME_ERRORS
 
 
-def delimit(untrusted_output: bool, record: CallRecord, message: Result) -> Result:
+def delimit(untrusted_output: bool, record: CallRecord, message: M) -> M:
     """For an ``untrusted_output`` tool: ``message`` delimited as data, and the call marked as tainting the
     thread, when it carries what the tool handed back."""
     if untrusted_output and isinstance(message, ToolMessage) and carries_tool_output(record):
