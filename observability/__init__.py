@@ -17,8 +17,10 @@ result, an error's text, an idempotency key or a credential: names, classes, cou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -64,3 +66,14 @@ def agent_telemetry(choice: bool | Telemetry | None) -> Telemetry | None:
 
         return process_telemetry()
     return choice
+
+
+def traced_run(
+    agent: Any, config: dict[str, Any], expected: Callable[[BaseException], bool] = lambda error: False
+) -> contextlib.AbstractContextManager[Any]:
+    """One ``invoke_agent`` span around the passes of ``agent`` inside (`observability.runs.RunSpans.traced_run`:
+    the thread's next run links to it), when the agent is traced; else nothing at all."""
+    for handler in (getattr(agent, "config", None) or {}).get("callbacks") or ():
+        if hasattr(handler, "traced_run"):
+            return handler.traced_run(config, expected)
+    return contextlib.nullcontext()
