@@ -3,7 +3,7 @@
 On when an OTLP endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``),
 when ``$IRONLOOP_OTEL`` is true (the command line's ``--otel`` and ``otel = true`` in ``ironloop.toml`` set it for
 the process, `enable`), or when the program installed its own tracer provider; off otherwise. Deciding that
-imports nothing: when off, OpenTelemetry is never imported and the runtime runs exactly as without it.
+imports nothing: when off, ironloop imports no OpenTelemetry module and runs exactly as without it.
 
     build_agent(...)                    spans and metrics when `wanted` (``telemetry=False``/``True`` forces)
     traced_run(config, checkpointer)    one ``invoke_agent`` span around several passes (the command line),

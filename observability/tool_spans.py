@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ironloop.tools.errors import CircuitOpenError, error_class
 from ironloop.tools.records import Attempt, AttemptOutcome, CallOutcome, CallRecord
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -26,7 +27,12 @@ if TYPE_CHECKING:
     from ironloop.observability.runs import RunSpans
 
 CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
-FAILED_CALLS = frozenset({CallOutcome.ERROR, CallOutcome.UNKNOWN, CallOutcome.DENIED, CallOutcome.REJECTED})
+OPEN_CIRCUIT = error_class(CircuitOpenError("circuit open"))
+"""The error class an attempt refused by an open circuit records."""
+FAILED_CALLS = frozenset(
+    {CallOutcome.FALLBACK, CallOutcome.ERROR, CallOutcome.UNKNOWN, CallOutcome.DENIED, CallOutcome.REJECTED}
+)
+"""Calls whose span has status ERROR: the tool gave no answer of its own (a fallback is the runtime's)."""
 
 
 class Instruments:
@@ -55,7 +61,7 @@ def attempt_outcome(attempt: Attempt) -> str:
 
 
 def circuit_state(attempt: Attempt) -> str:
-    if attempt.error_class == "CircuitOpenError":
+    if attempt.error_class == OPEN_CIRCUIT:
         return "open"
     return "half_open" if attempt.circuit == "half_open" else "closed"
 
@@ -136,7 +142,7 @@ def call_attributes(call: CallRecord) -> dict[str, Any]:
         attributes["gen_ai.tool.call.id"] = call.tool_call_id
     if call.thread_id:
         attributes["gen_ai.conversation.id"] = call.thread_id
-    if call.outcome in FAILED_CALLS or call.outcome is CallOutcome.FALLBACK:
+    if call.outcome in FAILED_CALLS:
         last = call.attempts[-1].error_class if call.attempts else None
         attributes["error.type"] = last or str(call.outcome)
     if call.approval:
