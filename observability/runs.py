@@ -5,9 +5,10 @@ run of the graph opens the span, its end closes it. It also learns each nested r
 inside a node (a model call, a tool call) finds its run's span from the node's config, in whatever thread or
 task LangGraph runs it (`parent_context`).
 
-A run started inside `traced_run` (the command line's runs and resumes) uses that span instead: the span's W3C
-``traceparent`` goes into the run's checkpoint metadata (``otel_traceparent``), and the next run of the thread
-starts with a span link to it.
+A run started inside `traced_run` (the command line's runs and resumes, the fleet's workers) uses that span
+instead: the span's W3C ``traceparent`` goes into the run's checkpoint metadata (``otel_traceparent``), and the
+next `traced_run` of the thread starts with a span link to it (read from the thread's latest checkpoint, once,
+before the run: the handler itself never reads the checkpointer, as it runs on the event loop of async runs).
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ class RunSpans(BaseCallbackHandler):
             self._roots[run_id] = (around, False)
             return
         thread = (metadata or {}).get("thread_id")
-        self._roots[run_id] = (self.start(thread if isinstance(thread, str) else None), True)
+        # No look-up of the thread's last run here: this runs inline, on the event loop of an async run, where a
+        # synchronous read of the checkpointer would stall every other task (`traced_run` links runs).
+        self._roots[run_id] = (self.start(thread if isinstance(thread, str) else None, link=False), True)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._ended(run_id, None)
@@ -83,8 +86,9 @@ class RunSpans(BaseCallbackHandler):
 
     # -- spans --------------------------------------------------------------------------------------------------
 
-    def start(self, thread: str | None, parent: otel_context.Context | None = None) -> Span:
-        """An ``invoke_agent`` span (kind INTERNAL: the agent runs in process), linked to the thread's last run."""
+    def start(self, thread: str | None, parent: otel_context.Context | None = None, *, link: bool = True) -> Span:
+        """An ``invoke_agent`` span (kind INTERNAL: the agent runs in process); with ``link``, linked to the
+        thread's last traced run."""
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.provider.name": "langgraph",
@@ -92,7 +96,7 @@ class RunSpans(BaseCallbackHandler):
         }
         if thread:
             attributes["gen_ai.conversation.id"] = thread
-        previous = self.previous_run(thread)
+        previous = self.previous_run(thread) if link else None
         links = [Link(previous, {"ironloop.link": "continues"})] if previous is not None else []
         name = f"invoke_agent {self.agent_name}"
         return self.tracer.start_span(name, parent, SpanKind.INTERNAL, attributes, links)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ironloop.benchmarks.otlp_receiver import OTLPReceiver, Received, Span, otlp_telemetry
 from ironloop.graph import build_agent
 from ironloop.observability import traced_run
 from ironloop.tools import ToolPolicy
@@ -29,7 +30,6 @@ from langgraph.types import Command
 from sqlalchemy import create_engine, text
 
 from tests.helpers import call, replay_model, turn
-from tests.otlp_receiver import OTLPReceiver, Received, Span, otlp_telemetry
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(backoff_initial_s=0.001, backoff_max_s=0.002, jitter=0.0)

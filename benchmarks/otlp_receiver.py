@@ -1,5 +1,6 @@
-"""A real OTLP/HTTP receiver for tests: decodes the protobuf export requests OpenTelemetry's exporters POST to
-``/v1/traces`` and ``/v1/metrics`` (gzip or not) and keeps the spans and data points, on 127.0.0.1 (port 0)."""
+"""A small real OTLP/HTTP receiver (for the tracing-overhead benchmark and the tests): decodes the protobuf export
+requests OpenTelemetry's exporters POST to ``/v1/traces`` and ``/v1/metrics`` (gzip or not) and keeps the spans
+and data points, on 127.0.0.1 (a port from the OS). Needs ``ironloop[otel]``."""
 
 from __future__ import annotations
 
