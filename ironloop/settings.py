@@ -193,13 +193,15 @@ def _one_line(error: ValidationError, file: Path | None, from_env: Mapping[str, 
         what = f"table [{key}]" if isinstance(first.get("input"), dict) else f"key {key!r}"
         return f"{file}: unknown {what}; known: {known}"
     name = location[0]
+    if isinstance(first.get("input"), dict) and name not in given and name not in from_env:
+        return f"{file}: [{key}] is a table, but {key} is a setting: write {key} = ... at the top of the file"
     if name in given:
         where = f"--{name.replace('_', '-')}"
     elif name in from_env:
         where = f"${ENVIRONMENT[name]}"
     else:
         where = f"{file}: {key}"
-    return f"{where}: {first['msg'].lower()} (got {first.get('input')!r})"
+    return f"{where}: {first['msg'].lower()} (got {type(first.get('input')).__name__})"  # no value: it may be secret
 
 
 def apply_config_file(environ: MutableMapping[str, str] | None = None) -> Settings | None:
