@@ -94,10 +94,15 @@ def configure(args: argparse.Namespace) -> None:
         raise CommandError(str(exc), EXIT_USAGE) from None
     if getattr(args, "enqueue", None) is False:  # its default was read before the file's settings were applied
         args.enqueue = os.environ.get("IRONLOOP_ENQUEUE", "") not in ("", "0")
-    if getattr(args, "otel", None):
-        from ironloop.observability import enable
+    from ironloop.observability import check_installed, enable, wanted
 
+    if getattr(args, "otel", None):
         enable()
+    if wanted():
+        try:
+            check_installed()
+        except ImportError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,10 +62,27 @@ def agent_telemetry(choice: bool | Telemetry | None) -> Telemetry | None:
     if choice is False or (choice is None and not wanted()):
         return None
     if choice is None or choice is True:
+        check_installed()
         from ironloop.observability.telemetry import process_telemetry
 
         return process_telemetry()
     return choice
+
+
+def check_installed() -> None:
+    """Telemetry is wanted: its packages must be there (`ImportError` saying which extra to install)."""
+    import importlib.util
+
+    for module in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            raise ImportError(
+                "OpenTelemetry is on (an OTLP endpoint, $IRONLOOP_OTEL or --otel) but its packages are not "
+                "installed: pip install 'ironloop[otel]'"
+            )
 
 
 def traced_run(
