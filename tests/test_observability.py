@@ -332,3 +332,39 @@ def test_off_nothing_is_imported_and_a_programs_own_provider_is_used(tmp_path: P
         "execute_tool echo",
         "invoke_agent ironloop",
     ]
+
+
+def test_a_model_call_shows_its_retries_and_token_usage(otlp) -> None:
+    from ironloop.demo.scripted_model import ScriptedChatModel
+    from ironloop.graph.model_call import ModelPolicy
+    from langchain_core.messages import AIMessage
+
+    received, telemetry, flush = otlp
+    asked = {"n": 0}
+
+    def script(messages: Any) -> AIMessage:
+        asked["n"] += 1
+        if asked["n"] == 1:
+            raise ConnectionResetError("connection reset by peer")
+        usage = {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15}
+        return AIMessage(content="done", usage_metadata=usage, response_metadata={"model_name": "scripted-2"})
+
+    agent = build_agent(
+        ScriptedChatModel(script=script),
+        [],
+        model_policy=ModelPolicy(max_attempts=3, **FAST),
+        telemetry=telemetry,
+    )
+    agent.invoke({"messages": [("user", "hi")]}, {"configurable": {"thread_id": "t-model"}})
+    flush()
+    chat = one(received.spans, "chat ScriptedChatModel")
+    assert chat.attributes["ironloop.model.attempts"] == 2 and not chat.error
+    assert (chat.attributes["gen_ai.usage.input_tokens"], chat.attributes["gen_ai.usage.output_tokens"]) == (12, 3)
+    assert chat.attributes["gen_ai.response.model"] == "scripted-2"
+    assert chat.parent_id == one(received.spans, "invoke_agent ironloop").span_id
+    retries = [p for p in received.points if p.metric == "ironloop.model.retries"]
+    assert [(p.attributes["gen_ai.request.model"], p.value) for p in retries] == [("ScriptedChatModel", 1)]
+    tokens = {
+        p.attributes["gen_ai.token.type"]: p.value for p in received.points if p.metric == "gen_ai.client.token.usage"
+    }
+    assert tokens == {"input": 1, "output": 1}  # one recorded value of each kind
