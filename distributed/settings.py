@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ironloop.checkpoints.database import default_db_url
-
 from ironloop.settings import DEFAULT_AGENT, DEFAULT_BROKER_URL, DEFAULT_QUEUE, ENVIRONMENT, load
 
 __all__ = ["AGENT_ENV", "BROKER_ENV", "DEFAULT_AGENT", "DEFAULT_BROKER_URL", "DEFAULT_QUEUE", "QUEUE_ENV", "Settings"]

@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 CONFIG_ENV = "IRONLOOP_CONFIG"
 DEFAULT_CONFIG_FILE = "ironloop.toml"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
-DEFAULT_AGENT = "ironloop.distributed.agents:demo_agent"
+DEFAULT_AGENT = "ironloop.demo.worker:demo_agent"
 DEFAULT_QUEUE = "ironloop"
 
 ENVIRONMENT: dict[str, str] = {

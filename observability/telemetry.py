@@ -15,11 +15,10 @@ from urllib.parse import urlsplit
 
 from ironloop.observability.runs import RunSpans
 from ironloop.observability.tool_spans import Instruments, ToolSpans
+from ironloop.version import __version__
 from langchain_core.runnables import RunnableConfig
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-
-from ironloop import __version__
 
 SCOPE = "ironloop"
 

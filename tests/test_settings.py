@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from ironloop.benchmarks.otlp_receiver import OTLPReceiver
 from ironloop.distributed.settings import Settings as FleetSettings
-
 from ironloop.settings import ENVIRONMENT, SettingsError, apply_config_file, load
 
 ROOT = Path(__file__).resolve().parent.parent
