@@ -21,6 +21,7 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from ironloop.tools.errors import IronloopError
 from pydantic import BaseModel, ConfigDict, PositiveFloat, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -53,7 +54,7 @@ ENVIRONMENT: dict[str, str] = {
 """Each setting → the environment variable that holds it."""
 
 
-class SettingsError(ValueError):
+class SettingsError(IronloopError, ValueError):
     """A setting that cannot be used: one line naming where it came from (the file, or the variable)."""
 
 
