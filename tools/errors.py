@@ -41,6 +41,7 @@ drawing and the classes agree.
     ├── DisallowedTypeError (ValueError)      a stored value names a type off the allow-list (checkpoints.serde)
     ├── AgentSpecError (ValueError)           ``--agent`` names no usable agent factory (distributed.agents)
     ├── FleetConfigError (ValueError)         a worker's configuration cannot work (distributed.checks)
+    ├── SettingsError (ValueError)            ironloop.toml, a setting's variable or flag cannot be used (settings)
     └── WaitTimeoutError (TimeoutError)       a submitted run did not end within the wait (distributed.submission)
 
 Outside the tree on purpose: `ironloop.commands.CommandError` (how a command exits, not what went wrong; its
