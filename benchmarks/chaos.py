@@ -62,6 +62,7 @@ from ironloop.benchmarks.chaos_contenders import (
     Progress,
 )
 from ironloop.benchmarks.plots import missing_matplotlib, pyplot
+from ironloop.commands import positive_int
 
 DEFAULT_SEED = 7
 EXPECTED_CALLS = {"population": 3, "payment": 2}
@@ -290,7 +291,7 @@ def judge_run(run: ContenderRun, tasks: Sequence[ChaosTask], charges: Sequence[t
 
 
 def summarize(run: ContenderRun, deadline_s: float) -> dict[str, Any]:
-    from ironloop.demo.tasks import percentile
+    from ironloop.checkpoints.stats import percentile
 
     records = run.records
     n = len(records)
@@ -474,10 +475,10 @@ def plot_latencies(runs: Sequence[ContenderRun], path: Path, *, profile: str, de
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", type=_positive_int, default=1000, help="tasks per contender (default 1000)")
+    parser.add_argument("--tasks", type=positive_int, default=1000, help="tasks per contender (default 1000)")
     parser.add_argument("--profile", default="reference", help="fault profile: reference, harsh, outage, ...")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="fault and task seed")
-    parser.add_argument("--concurrency", type=_positive_int, default=8, help="tasks in flight per contender")
+    parser.add_argument("--concurrency", type=positive_int, default=8, help="tasks in flight per contender")
     parser.add_argument("--task-deadline", type=float, default=15.0, help="seconds before a task counts as a hang")
     parser.add_argument("--side-effect-share", type=float, default=0.1, help="share of payment tasks (0..1)")
     parser.add_argument(
@@ -493,13 +494,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where the JSON, table and PNG go")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 @dataclass

@@ -47,7 +47,7 @@ class Timings:
     cpu_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        from ironloop.demo.tasks import percentile
+        from ironloop.checkpoints.stats import percentile
 
         values = self.seconds
         return {

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import secrets
 import statistics
@@ -34,6 +33,7 @@ from typing import Any
 from ironloop.benchmarks import RESULTS_DIR
 from ironloop.benchmarks.plots import missing_matplotlib, pyplot
 from ironloop.benchmarks.processes import cpu_s, stop_group
+from ironloop.checkpoints.stats import percentile
 
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -59,8 +59,8 @@ class Batch:
             "contender": self.contender,
             "tasks": self.tasks,
             "tasks_per_s": round(self.throughput, 2),
-            "p50_ms": round(_percentile(self.latencies_s, 50) * 1000, 1),
-            "p99_ms": round(_percentile(self.latencies_s, 99) * 1000, 1),
+            "p50_ms": round(percentile(self.latencies_s, 50) * 1000, 1),
+            "p99_ms": round(percentile(self.latencies_s, 99) * 1000, 1),
             "cpu_ms_per_task": round(self.cpu_s / self.tasks * 1000, 1),
             "correct": self.correct,
         }
@@ -116,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ironloop.cli.app import EXIT_USAGE, CommandError
+    from ironloop.commands import EXIT_USAGE, CommandError
     from ironloop.demo.services.faults import PROFILES
 
     try:
@@ -345,7 +345,7 @@ def _figures(saver: Any, submitted: dict[str, float], cpu_s: float) -> tuple[flo
     from ironloop.demo.scenario import expected_answer, places_in
     from ironloop.demo.tasks import corpus_population
     from ironloop.distributed.runs import final_answer
-    from ironloop.distributed.submission import structure_agent
+    from ironloop.graph.status import state_reader
     from sqlalchemy import func, select
 
     c = checkpoints.c
@@ -360,17 +360,12 @@ def _figures(saver: Any, submitted: dict[str, float], cpu_s: float) -> tuple[flo
     wall = max(finished.values()) - min(submitted.values())
     places = places_in(_question())
     expected = expected_answer(places, [corpus_population(p) for p in places])
-    agent = structure_agent(saver)
+    agent = state_reader(saver)
     correct = sum(
         (final_answer(agent.get_state({"configurable": {"thread_id": t}})) or "").startswith(expected)
         for t in submitted
     )
     return wall, latencies, cpu_s, correct
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(len(ordered) * q / 100)) - 1] if ordered else float("nan")
 
 
 def plot_throughput(table: list[dict[str, Any]], machine: str, path: Path) -> Path:

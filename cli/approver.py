@@ -8,6 +8,7 @@ run, or returns ``None``: the thread stays paused in the checkpoint store, and a
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import sys
@@ -16,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from ironloop.cli.text import printable
+from ironloop.commands import EXIT_USAGE, CommandError
 from ironloop.tools.approval import Approve, Edit, Reject
+from ironloop.tools.storable import storable_problem
 from langgraph.types import Interrupt
 
 
@@ -112,6 +115,9 @@ class TerminalApprover:
                 if not isinstance(args, dict):
                     print("  the arguments must be a JSON object; try again", file=out)
                     continue
+                if (problem := storable_problem(args)) is not None:
+                    print(f"  {printable(problem)}; try again", file=out)
+                    continue
                 return Edit(args, by=by)
             print("  answer a, r or e", file=out)
 
@@ -120,3 +126,28 @@ class TerminalApprover:
         print(prompt, end="", file=out, flush=True)
         line = (self.stdin or sys.stdin).readline()
         return line.rstrip("\n") if line else None
+
+
+def approver_for(args: argparse.Namespace) -> Approver:
+    """Who answers approval requests: the flags given, else the terminal, else nobody (the run pauses)."""
+    if getattr(args, "approve_all", False):
+        return FixedApprover(Approve(by=who("--approve-all")))
+    if getattr(args, "deny_all", False):
+        return FixedApprover(Reject("denied by --deny-all (non-interactive run)", by=who("--deny-all")))
+    if getattr(args, "approve", False):
+        return FixedApprover(Approve(by=who("ironloop resume --approve")))
+    if getattr(args, "reject", None) is not None:
+        return FixedApprover(Reject(args.reject, by=who("ironloop resume --reject")))
+    if getattr(args, "edit", None) is not None:
+        try:
+            edited = json.loads(args.edit)
+        except ValueError:
+            edited = None
+        if not isinstance(edited, dict):
+            raise CommandError(f"--edit takes the new arguments as a JSON object, got {args.edit!r}", EXIT_USAGE)
+        if (problem := storable_problem(edited)) is not None:
+            raise CommandError(f"--edit refused, nothing was decided: {problem}", EXIT_USAGE)
+        return FixedApprover(Edit(edited, by=who("ironloop resume --edit")))
+    if sys.stdin is not None and sys.stdin.isatty():
+        return TerminalApprover()
+    return PauseApprover()

@@ -15,8 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ironloop.lazy import lazy_exports
-
-__version__ = "0.2.0"
+from ironloop.version import __version__
 
 _EXPORTS: dict[str, str] = {
     # the agent

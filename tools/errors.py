@@ -1,30 +1,52 @@
 """ironloop's one exception tree, and the one place foreign errors are classified.
 
-Everything ironloop raises on purpose derives from `IronloopError`; catch it to catch them all. The tree lives
-here, at the bottom of the import graph, so every other module can use it (the checkpoint errors are defined in
-`ironloop.checkpoints.errors`, which imports the root from here: the runtime never imports the checkpoints).
+Everything ironloop raises on purpose derives from `IronloopError`; catch it to catch them all. The root lives
+here, at the bottom of the import graph, so every other module can derive from it; a class defined elsewhere is
+named with its module (``mcp.errors``: `ironloop.tools.mcp.errors`). `tests/test_error_tree.py` checks that this
+drawing and the classes agree.
 
     IronloopError
     ├── ToolError                      about one tool call; the runner turns each into an observation
     │   ├── TransientToolError         worth another attempt (backoff; ``retry_after_s`` honoured)
     │   │   ├── ToolTimeoutError       an attempt passed its ``timeout_s``
+    │   │   │   └── MCPTimeoutError    the MCP SDK stopped waiting; the server was told to cancel (mcp.errors)
     │   │   ├── RateLimitTimeoutError  no rate-limit slot freed up before the call's deadline
-    │   │   └── NotSentError           the request never reached the service: it cannot have had an effect
+    │   │   ├── NotSentError           the request never reached the service: it cannot have had an effect
+    │   │   │   ├── MCPServerUnavailable  the MCP server could not be started or reached (mcp.errors)
+    │   │   │   └── MCPSessionExpired  the MCP server no longer knew the session (mcp.errors)
+    │   │   ├── MCPConnectionLost      the MCP session broke with the call in flight (mcp.errors)
+    │   │   └── MCPTransientError      a JSON-RPC error that says "try again" (mcp.errors)
     │   └── PermanentToolError         another attempt would fail the same way; shown to the model
     │       ├── InvalidToolCallError   the call was never dispatched (unknown tool, arguments off-schema)
     │       ├── ToolErrorReport        the tool's own error answer, which its policy's ``retry_on`` wants retried
     │       ├── CircuitOpenError       the tool's circuit is open: the call was not sent
     │       ├── MissingCredentialError the tool needs a credential nobody configured
-    │       └── SandboxUnavailableError  the isolation ``run_python`` needs is missing; nothing ran
+    │       ├── SandboxUnavailableError  the isolation ``run_python`` needs is missing; nothing ran
+    │       └── MCPProtocolError       a JSON-RPC error another attempt would meet again (mcp.errors)
     ├── CredentialsConfigError (ValueError)   the credentials file or variables cannot be used
+    ├── MCPConfigError (ValueError)           the MCP servers' configuration cannot be used (mcp.config)
     ├── ModelUnavailableError (RuntimeError)  every model failed; the run stopped at its last checkpoint
-    └── CheckpointStoreError           the checkpoint store (`ironloop.checkpoints.errors`)
-        ├── DatabaseUnavailableError   unreachable, or the connection dropped; nothing lost: retry later
-        ├── InvalidDatabaseURLError (ValueError)  malformed URL, unknown dialect, missing driver
-        ├── InvalidKeyError (ValueError)          a key does not fit its column; refused before writing
-        ├── SchemaError                the database's schema cannot be used as it is
-        │   └── SchemaTooNewError      migrated by a newer ironloop
-        └── CorruptCheckpointError     a stored checkpoint cannot be decoded
+    ├── CheckpointStoreError           the checkpoint store (checkpoints.errors)
+    │   ├── DatabaseUnavailableError   unreachable, or the connection dropped; nothing lost: retry later
+    │   ├── InvalidDatabaseURLError (ValueError)  malformed URL, unknown dialect, missing driver
+    │   ├── MissingDatabaseError (ValueError)     a SQLite file that is not there, opened only to read
+    │   ├── InvalidKeyError (ValueError)          a key does not fit its column; refused before writing
+    │   ├── SchemaError                the database's schema cannot be used as it is
+    │   │   └── SchemaTooNewError      migrated by a newer ironloop
+    │   ├── CorruptCheckpointError     a stored checkpoint cannot be decoded
+    │   ├── ThreadLeaseError           a thread's lease could not be had or kept (checkpoints.leases)
+    │   │   ├── ThreadBusyError        another live runner holds the thread
+    │   │   └── LeaseLostError         this process can no longer vouch for its lease
+    │   └── AlreadyDecidedError        another process decided these calls first (checkpoints.decisions)
+    ├── DisallowedTypeError (ValueError)      a stored value names a type off the allow-list (checkpoints.serde)
+    ├── AgentSpecError (ValueError)           ``--agent`` names no usable agent factory (distributed.agents)
+    ├── FleetConfigError (ValueError)         a worker's configuration cannot work (distributed.checks)
+    ├── SettingsError (ValueError)            ironloop.toml, a setting's variable or flag cannot be used (settings)
+    └── WaitTimeoutError (TimeoutError)       a submitted run did not end within the wait (distributed.submission)
+
+Outside the tree on purpose: `ironloop.commands.CommandError` (how a command exits, not what went wrong; its
+module imports nothing, so ``ironloop --help`` stays quick) and `ironloop.tools.mcp.tools.MCPToolError` (LangChain's
+``ToolException``: an MCP tool's own ``isError`` answer, which is its observation, not a failure of the call).
 
 Tools may raise the `ToolError` classes directly. Errors from libraries are classified by `is_transient`
 without being wrapped: timeouts, connection errors, and HTTP 408/425/429/500/502/503/504 are transient;
@@ -230,9 +252,12 @@ def describe(exc: BaseException, *, limit: int = 300) -> str:
 
 def error_class(exc: BaseException) -> str:
     """The name recorded for an error: the class, qualified unless it is a builtin."""
-    cls = type(exc)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+    return class_name(type(exc))
+
+
+def class_name(cls: type) -> str:
+    """`error_class` of an error of class ``cls``."""
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def raise_for_status(
