@@ -139,9 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     history.set_defaults(handler=show_history)
 
     report = commands.add_parser("report", parents=[database], help="which tools are flaky: per-tool figures")
-    report.add_argument("--since", default=None, help="ISO time, or an age such as 30m, 24h, 7d")
-    report.add_argument("--thread", default=None)
-    report.add_argument("--json", dest="json_out", action="store_true", help="print JSON instead of a table")
+    report.add_argument("--since", default=None, help="ISO time, or an age such as 30m, 24h, 7d (default: all)")
+    report.add_argument("--thread", default=None, help="only this thread's calls (default: all threads)")
+    report.add_argument("--json", dest="json_out", action="store_true", help="print the report as JSON")
+    report.add_argument("--html", metavar="FILE", default=None, help="write the report as one HTML page to FILE")
     report.add_argument("--approvals", action="store_true", help="list approval decisions instead of tool figures")
     report.set_defaults(handler=show_report)
 
@@ -597,18 +598,11 @@ def show_history(args: argparse.Namespace) -> int:
 
 
 def show_report(args: argparse.Namespace) -> int:
-    from ironloop.checkpoints.report import approval_log, format_approvals, format_report, tool_report
+    from ironloop.cli.report import show
 
     since = _parse_since(args.since) if args.since else None
-    read, show = (approval_log, format_approvals) if args.approvals else (tool_report, format_report)
     with open_store(args.db, create=False) as store:
-        store.ledger.flush()
-        rows = read(store.saver.engine, since=since, thread_id=args.thread)
-    if args.json_out:
-        print(json.dumps([r.as_dict() for r in rows], indent=2, default=str))
-    else:
-        print(printable(show(rows), newlines=True))
-    return 0
+        return show(args, store, since)
 
 
 def _parse_since(text: str) -> datetime:

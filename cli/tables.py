@@ -1,0 +1,95 @@
+"""Tables for the terminal: columns as wide as their content, cut to fit the terminal's width.
+
+Only columns marked ``shrink`` are cut (text such as a thread id or a failure, ending in ``…``), widest first;
+figures never are. Standard output that is not a terminal gets the whole table (a script reads every character)
+unless ``COLUMNS`` is set. Every cell goes through `printable`: table text comes from tools, models and the
+database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ironloop.cli.output import is_terminal, paint
+from ironloop.cli.text import printable
+
+GAP = "  "
+
+Cell = str | tuple[str, str | None]
+"""A cell's text, or (text, style) where style is a key of `cli.output.STYLES` (used when colour is on)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    align: str = "<"
+    """``<`` left (text), ``>`` right (figures)."""
+    shrink: bool = False
+    """May be cut (with ``…``) to fit the width."""
+    min_width: int = 8
+
+
+def terminal_width() -> int | None:
+    """The width to fit: ``COLUMNS`` if set, else the terminal's when standard output is one, else none."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    if is_terminal(sys.stdout):
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def render(
+    columns: Sequence[Column], rows: Sequence[Sequence[Cell]], *, width: int | None = None, colour: bool = False
+) -> str:
+    """The table as lines: a header, a rule, one line per row."""
+    cells = [[_split(cell) for cell in row] for row in rows]
+    widths = [len(c.title) for c in columns]
+    for row in cells:
+        for i, (text, _) in enumerate(row):
+            widths[i] = max(widths[i], len(text))
+    if width is not None:
+        widths = _fit(columns, widths, width)
+    lines = [paint(_line([c.title for c in columns], columns, widths).rstrip(), "bold", on=colour)]
+    lines.append("-" * min(sum(widths) + len(GAP) * (len(widths) - 1), width or 10**6))
+    for row in cells:
+        texts = [_cut(text, widths[i]) for i, (text, _) in enumerate(row)]
+        styles = [style for _, style in row]
+        padded = [_pad(t, widths[i], columns[i].align) for i, t in enumerate(texts)]
+        lines.append(GAP.join(paint(p, s, on=colour) for p, s in zip(padded, styles, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _split(cell: Cell) -> tuple[str, str | None]:
+    text, style = cell if isinstance(cell, tuple) else (cell, None)
+    return printable(" ".join(str(text).split())), style
+
+
+def _fit(columns: Sequence[Column], widths: list[int], width: int) -> list[int]:
+    """Narrow the shrinkable columns, widest first, until the line fits (or none can give more)."""
+    widths = list(widths)
+    floor = [max(c.min_width, len(c.title)) if c.shrink else w for c, w in zip(columns, widths, strict=True)]
+    excess = sum(widths) + len(GAP) * (len(widths) - 1) - width
+    while excess > 0:
+        candidates = [i for i, w in enumerate(widths) if w > floor[i]]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+    return widths
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def _pad(text: str, width: int, align: str) -> str:
+    return text.rjust(width) if align == ">" else text.ljust(width)
+
+
+def _line(texts: Sequence[str], columns: Sequence[Column], widths: Sequence[int]) -> str:
+    return GAP.join(_pad(_cut(t, widths[i]), widths[i], columns[i].align) for i, t in enumerate(texts))
