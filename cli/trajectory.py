@@ -77,7 +77,7 @@ class TrajectoryPrinter:
         kind = event.get("event")
         call = f"{event.get('tool')} [{str(event.get('tool_call_id', ''))[-6:]}]"
         if kind == "tool_attempt":
-            line = f"        {call}  attempt {event['number']}: {event['outcome']}  {event['ms']:.0f} ms"
+            line = f"        {call}  attempt {event['number']}: {event['outcome']} after {event['ms']:.0f} ms"
             if event.get("retry_in_s") is not None:
                 line += f", retry in {event['retry_in_s'] * 1000:.0f} ms"
             line += "".join(f" [{note}]" for note in _decisions(event))
