@@ -30,13 +30,15 @@ their time in back-off sleeps (seconds per task), so sharing the cores barely mo
 takes the time of the slowest instead of the sum. ``--no-parallel`` runs every contender one after another.
 
 Writes ``benchmarks/results/chaos-<profile>.json`` (figures, goals, machine, command), ``chaos-<profile>.md``
-(the table, for BENCHMARKS.md) and ``chaos-<profile>.png`` (latency ECDF per contender, log scale).
+(the table, for BENCHMARKS.md) and ``chaos-<profile>.png`` (latency per contender, log scale, successful and
+failed tasks apart).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import multiprocessing
 import os
 import platform
@@ -444,32 +446,55 @@ def format_goals(goals: list[dict[str, Any]]) -> str:
 
 
 def plot_latencies(runs: Sequence[ContenderRun], path: Path, *, profile: str, deadline_s: float) -> None:
-    """ECDF of task latency per contender on a log time axis, the deadline marked: tails and hangs stand out."""
+    """Write `latency_figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = latency_figure(runs, profile=profile, deadline_s=deadline_s)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def latency_figure(runs: Sequence[ContenderRun], *, profile: str, deadline_s: float) -> Any:
+    """Task latency per contender in two panels on one log time axis: successful tasks, and failed ones
+    (errors, hangs, wrong or covered-up answers). Each curve counts tasks over the contender's *all* tasks, so
+    the success curve ends at the success rate: a contender that fails fast climbs the right panel, never the
+    left one. The legend sits below the panels, over no data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(9, 5.2), dpi=110)
-    for run in runs:
-        values = sorted(max(r.seconds, 1e-4) * 1000 for r in run.records)
-        if not values:
+    figure, panels = plt.subplots(1, 2, figsize=(11, 5.6), dpi=110, sharex=True, sharey=True)
+    lines = []
+    for index, run in enumerate(runs):
+        if not run.records:
             continue
-        ys = [(i + 1) / len(values) for i in range(len(values))]
-        axes.step(values, ys, where="post", label=f"{CONTENDERS[run.name]} (n={len(values)})")
-    axes.axvline(deadline_s * 1000, color="grey", linestyle="--", linewidth=1)
-    axes.text(deadline_s * 1000, 0.02, " deadline", color="grey", fontsize=8)
-    axes.set_xscale("log")
-    axes.set_xlabel("task latency (ms, log scale)")
-    axes.set_ylabel("fraction of tasks finished")
-    axes.set_ylim(0, 1.01)
-    axes.grid(True, which="both", alpha=0.3)
-    axes.set_title(f"ironloop bench chaos: task latency ECDF, profile {profile!r}")
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
+        colour = f"C{index}"
+        total = len(run.records)
+        for axes, chosen in zip(panels, (True, False), strict=True):
+            values = sorted(max(r.seconds, 1e-4) * 1000 for r in run.records if r.success is chosen)
+            ys = [(i + 1) / total for i in range(len(values))]
+            (line,) = axes.step(
+                [values[0], *values] if values else [], [0.0, *ys] if values else [], where="post", color=colour
+            )
+        share = sum(r.success for r in run.records) / total
+        line.set_label(f"{CONTENDERS[run.name]}: {share:.1%} succeeded (n={total})")
+        lines.append(line)
+    titles = ("successful tasks", "failed tasks (error, hang, wrong or covered-up answer)")
+    for axes, title in zip(panels, titles, strict=True):
+        axes.axvline(deadline_s * 1000, color="grey", linestyle="--", linewidth=1)
+        axes.text(deadline_s * 1000, 1.0, "deadline ", color="grey", fontsize=8, ha="right", va="top")
+        axes.set_xscale("log")
+        axes.set_xlabel("task latency (ms, log scale)")
+        axes.set_ylim(0, 1.02)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.set_title(title, fontsize=10)
+    panels[0].set_ylabel("share of all tasks finished by then")
+    figure.suptitle(f"ironloop bench chaos: task latency, profile {profile!r}")
+    figure.legend(handles=lines, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.04 + 0.035 * math.ceil(len(lines) / 2), 1, 1))
+    return figure
 
 
 # -- the command ---------------------------------------------------------------------------------------------------
