@@ -47,8 +47,8 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,6 +153,7 @@ def run_contender(
     seed: int = DEFAULT_SEED,
     concurrency: int = 8,
     deadline_s: float = 15.0,
+    on_task: Callable[[], None] | None = None,
 ) -> ContenderRun:
     """Run every task under one contender against its own fresh tool services, then judge the results.
 
@@ -169,7 +170,7 @@ def run_contender(
         try:
             loop.run_until_complete(contender.start())
             started, cpu_started = time.perf_counter(), time.process_time()
-            records = loop.run_until_complete(_run_tasks(contender, tasks, concurrency, deadline_s))
+            records = loop.run_until_complete(_run_tasks(contender, tasks, concurrency, deadline_s, on_task))
             wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
             _drain(loop)
             loop.run_until_complete(contender.aclose())
@@ -188,8 +189,15 @@ def run_contender(
     return run
 
 
-async def _run_tasks(contender: Any, tasks: Sequence[ChaosTask], concurrency: int, deadline_s: float) -> list:
-    """``concurrency`` workers take tasks in order; a task past its deadline is cancelled and left behind."""
+async def _run_tasks(
+    contender: Any,
+    tasks: Sequence[ChaosTask],
+    concurrency: int,
+    deadline_s: float,
+    on_task: Callable[[], None] | None = None,
+) -> list:
+    """``concurrency`` workers take tasks in order; a task past its deadline is cancelled and left behind.
+    ``on_task`` is called as each task ends (a progress bar)."""
     records: list[TaskRecord | None] = [None] * len(tasks)
     pending = iter(tasks)
     abandoned: set[asyncio.Task] = set()
@@ -212,6 +220,8 @@ async def _run_tasks(contender: Any, tasks: Sequence[ChaosTask], concurrency: in
                 abandoned.add(job)
                 job.add_done_callback(_forget(abandoned))
             records[task.index - tasks[0].index] = _record(task, progress, seconds, end, error, contender.name)
+            if on_task is not None:
+                on_task()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return [r for r in records if r is not None]
@@ -540,7 +550,7 @@ class Settings:
     contenders: list[str] = field(default_factory=list)
 
 
-def _run_one(name: str, settings: Settings) -> ContenderRun:
+def _run_one(name: str, settings: Settings, on_task: Callable[[], None] | None = None) -> ContenderRun:
     """One contender, start to end (module level, so a spawned process can run it)."""
     tasks = make_tasks(settings.tasks, settings.side_effect_share, settings.seed)
     return run_contender(
@@ -550,30 +560,37 @@ def _run_one(name: str, settings: Settings) -> ContenderRun:
         seed=settings.seed,
         concurrency=settings.concurrency,
         deadline_s=settings.deadline_s,
+        on_task=on_task,
     )
 
 
 def run_all(settings: Settings, *, parallel: bool, say: Any = print) -> list[ContenderRun]:
     """ironloop first, alone (each ironloop variant in turn); then the stock contenders, at once in their own
-    processes when ``parallel``."""
+    processes when ``parallel``. A progress bar (on a terminal) counts the tasks of a contender run here, or the
+    contenders run at once in other processes."""
+    from ironloop.cli.progress import ProgressBar
+
     runs: dict[str, ContenderRun] = {}
     stock = [c for c in settings.contenders if c in STOCK_CONTENDERS]
-    for name in [c for c in settings.contenders if c not in STOCK_CONTENDERS]:
+    at_once = stock if parallel and len(stock) > 1 else []
+    alone = [c for c in settings.contenders if c not in STOCK_CONTENDERS] + [c for c in stock if c not in at_once]
+    for name in alone:
         say(f"running {name} ...")
-        runs[name] = _run_one(name, settings)
+        with ProgressBar(settings.tasks, f"{name} tasks") as bar:
+            runs[name] = _run_one(name, settings, bar.advance)
         say(f"  {name} done in {runs[name].wall_s:.1f} s")
-    if parallel and len(stock) > 1:
-        say(f"running {', '.join(stock)} at once, one process each ...")
+    if at_once:
+        say(f"running {', '.join(at_once)} at once, one process each ...")
         context = multiprocessing.get_context("spawn")  # never fork a process that has service threads
-        with ProcessPoolExecutor(max_workers=len(stock), mp_context=context) as pool:
-            futures = {name: pool.submit(_run_one, name, settings) for name in stock}
-            for name, future in futures.items():
-                runs[name] = future.result()
-                say(f"  {name} done in {runs[name].wall_s:.1f} s")
-    else:
-        for name in stock:
-            say(f"running {name} ...")
-            runs[name] = _run_one(name, settings)
+        with (
+            ProcessPoolExecutor(max_workers=len(at_once), mp_context=context) as pool,
+            ProgressBar(len(at_once), "contenders done") as bar,
+        ):
+            futures = {pool.submit(_run_one, name, settings): name for name in at_once}
+            for future in as_completed(futures):
+                runs[futures[future]] = future.result()
+                bar.advance()
+        for name in at_once:
             say(f"  {name} done in {runs[name].wall_s:.1f} s")
     return [runs[name] for name in settings.contenders if name in runs]
 

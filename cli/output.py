@@ -91,3 +91,21 @@ def write_out(path: str | Path, text: str) -> str:
 def note(text: str) -> None:
     """A message for the person, on standard error (standard output may be data)."""
     print(text, file=sys.stderr, flush=True)
+
+
+class NewJsonFiles:
+    """The JSON files a piece of work writes (``bench NAME --json``): those in ``places`` (folders, or files and
+    their folders) that are new or changed since this was made."""
+
+    def __init__(self, places: list[Path]):
+        self.folders = {p if p.is_dir() or not p.suffix else p.parent for p in places}
+        self.before = self._stamps()
+
+    def _stamps(self) -> dict[Path, int]:
+        return {f: f.stat().st_mtime_ns for folder in self.folders if folder.is_dir() for f in folder.glob("*.json")}
+
+    def contents(self) -> Any:
+        """The one file's JSON, or ``{file name: JSON}`` for several."""
+        changed = sorted(f for f, stamp in self._stamps().items() if self.before.get(f) != stamp)
+        loaded = {f.name: json.loads(f.read_text(encoding="utf-8")) for f in changed}
+        return next(iter(loaded.values())) if len(loaded) == 1 else loaded

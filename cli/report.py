@@ -51,9 +51,7 @@ def tools_table(rows: list[dict[str, Any]]) -> str:
         return "no tool calls recorded"
     colour = colour_on()
     short = {"success_rate": "success", "transient_rate": "transient"}
-    columns = [Column("tool", shrink=True)] + [
-        Column(short.get(key, title), align=">") for key, title, _ in TOOL_COLUMNS
-    ]
+    columns = [Column("tool", shrink=1)] + [Column(short.get(key, title), align=">") for key, title, _ in TOOL_COLUMNS]
     table = [
         [row["tool"]] + [(figure(row.get(key), kind), _style(key, row.get(key))) for key, _, kind in TOOL_COLUMNS]
         for row in rows
@@ -74,11 +72,11 @@ def approvals_table(rows: list[dict[str, Any]]) -> str:
         return "no approval decisions recorded"
     columns = [
         Column("decided at"),
-        Column("thread", shrink=True),
-        Column("tool", shrink=True),
+        Column("thread", shrink=2),
+        Column("tool", shrink=1),
         Column("decision"),
-        Column("by", shrink=True),
-        Column("reason / arguments", shrink=True, min_width=20),
+        Column("by", shrink=2),
+        Column("reason / arguments", shrink=3, min_width=20),
     ]
     colours = {"approve": "green", "reject": "red", "edit": "yellow"}
     table = []

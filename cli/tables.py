@@ -1,9 +1,9 @@
 """Tables for the terminal: columns as wide as their content, cut to fit the terminal's width.
 
-Only columns marked ``shrink`` are cut (text such as a thread id or a failure, ending in ``…``), widest first;
-figures never are. Standard output that is not a terminal gets the whole table (a script reads every character)
-unless ``COLUMNS`` is set. Every cell goes through `printable`: table text comes from tools, models and the
-database.
+Only columns with a ``shrink`` rank are cut (text such as a failure, ending in ``…``): the highest rank first
+(a free-text detail before an id someone may copy), the widest first within a rank; figures never are.
+Standard output that is not a terminal gets the whole table (a script reads every character) unless
+``COLUMNS`` is set. Every cell goes through `printable`: table text comes from tools, models and the database.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ class Column:
     title: str
     align: str = "<"
     """``<`` left (text), ``>`` right (figures)."""
-    shrink: bool = False
-    """May be cut (with ``…``) to fit the width."""
+    shrink: int = 0
+    """0: never cut; otherwise cut (with ``…``) to fit the width, higher ranks first."""
     min_width: int = 8
 
 
@@ -43,9 +43,14 @@ def terminal_width() -> int | None:
 
 
 def render(
-    columns: Sequence[Column], rows: Sequence[Sequence[Cell]], *, width: int | None = None, colour: bool = False
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Cell]],
+    *,
+    width: int | None = None,
+    colour: bool = False,
+    rule: bool = True,
 ) -> str:
-    """The table as lines: a header, a rule, one line per row."""
+    """The table as lines: a header, a rule (if ``rule``), one line per row."""
     cells = [[_split(cell) for cell in row] for row in rows]
     widths = [len(c.title) for c in columns]
     for row in cells:
@@ -54,7 +59,8 @@ def render(
     if width is not None:
         widths = _fit(columns, widths, width)
     lines = [paint(_line([c.title for c in columns], columns, widths).rstrip(), "bold", on=colour)]
-    lines.append("-" * min(sum(widths) + len(GAP) * (len(widths) - 1), width or 10**6))
+    if rule:
+        lines.append("-" * min(sum(widths) + len(GAP) * (len(widths) - 1), width or 10**6))
     for row in cells:
         texts = [_cut(text, widths[i]) for i, (text, _) in enumerate(row)]
         styles = [style for _, style in row]
@@ -69,17 +75,19 @@ def _split(cell: Cell) -> tuple[str, str | None]:
 
 
 def _fit(columns: Sequence[Column], widths: list[int], width: int) -> list[int]:
-    """Narrow the shrinkable columns, widest first, until the line fits (or none can give more)."""
+    """Narrow the shrinkable columns, highest rank and then widest first, until the line fits (or none can
+    give more)."""
     widths = list(widths)
     floor = [max(c.min_width, len(c.title)) if c.shrink else w for c, w in zip(columns, widths, strict=True)]
     excess = sum(widths) + len(GAP) * (len(widths) - 1) - width
-    while excess > 0:
-        candidates = [i for i, w in enumerate(widths) if w > floor[i]]
-        if not candidates:
-            break
-        widest = max(candidates, key=lambda i: widths[i])
-        widths[widest] -= 1
-        excess -= 1
+    for rank in sorted({c.shrink for c in columns if c.shrink}, reverse=True):
+        while excess > 0:
+            candidates = [i for i, w in enumerate(widths) if columns[i].shrink == rank and w > floor[i]]
+            if not candidates:
+                break
+            widest = max(candidates, key=lambda i: widths[i])
+            widths[widest] -= 1
+            excess -= 1
     return widths
 
 

@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage
 
 from tests.openai_server import HTTPFault, OpenAIStub
 
-ANSWER = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
+ANSWER = "The combined city-proper population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
 
 
 def cli(db: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
