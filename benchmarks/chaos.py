@@ -63,7 +63,8 @@ from ironloop.benchmarks.chaos_contenders import (
     STOCK_CONTENDERS,
     Progress,
 )
-from ironloop.demo.tasks import percentile
+from ironloop.benchmarks.plots import missing_matplotlib, pyplot
+from ironloop.commands import positive_int
 
 DEFAULT_SEED = 7
 EXPECTED_CALLS = {"population": 3, "payment": 2}
@@ -302,6 +303,8 @@ def judge_run(run: ContenderRun, tasks: Sequence[ChaosTask], charges: Sequence[t
 
 
 def summarize(run: ContenderRun, deadline_s: float) -> dict[str, Any]:
+    from ironloop.checkpoints.stats import percentile
+
     records = run.records
     n = len(records)
     seconds = [r.seconds for r in records]
@@ -457,8 +460,7 @@ def format_goals(goals: list[dict[str, Any]]) -> str:
 
 def plot_latencies(runs: Sequence[ContenderRun], path: Path, *, profile: str, deadline_s: float) -> None:
     """Write `latency_figure` as a PNG."""
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure = latency_figure(runs, profile=profile, deadline_s=deadline_s)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
@@ -470,11 +472,7 @@ def latency_figure(runs: Sequence[ContenderRun], *, profile: str, deadline_s: fl
     (errors, hangs, wrong or covered-up answers). Each curve counts tasks over the contender's *all* tasks, so
     the success curve ends at the success rate: a contender that fails fast climbs the right panel, never the
     left one. The legend sits below the panels, over no data."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, panels = plt.subplots(1, 2, figsize=(11, 5.6), dpi=110, sharex=True, sharey=True)
     lines = []
     for index, run in enumerate(runs):
@@ -511,10 +509,10 @@ def latency_figure(runs: Sequence[ContenderRun], *, profile: str, deadline_s: fl
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", type=_positive_int, default=1000, help="tasks per contender (default 1000)")
+    parser.add_argument("--tasks", type=positive_int, default=1000, help="tasks per contender (default 1000)")
     parser.add_argument("--profile", default="reference", help="fault profile: reference, harsh, outage, ...")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="fault and task seed")
-    parser.add_argument("--concurrency", type=_positive_int, default=8, help="tasks in flight per contender")
+    parser.add_argument("--concurrency", type=positive_int, default=8, help="tasks in flight per contender")
     parser.add_argument("--task-deadline", type=float, default=15.0, help="seconds before a task counts as a hang")
     parser.add_argument("--side-effect-share", type=float, default=0.1, help="share of payment tasks (0..1)")
     parser.add_argument(
@@ -530,13 +528,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where the JSON, table and PNG go")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 @dataclass
@@ -568,7 +559,7 @@ def run_all(settings: Settings, *, parallel: bool, say: Any = print) -> list[Con
     """ironloop first, alone (each ironloop variant in turn); then the stock contenders, at once in their own
     processes when ``parallel``. A progress bar (on a terminal) counts the tasks of a contender run here, or the
     contenders run at once in other processes."""
-    from ironloop.cli.progress import ProgressBar
+    from ironloop.terminal import ProgressBar
 
     runs: dict[str, ContenderRun] = {}
     stock = [c for c in settings.contenders if c in STOCK_CONTENDERS]
@@ -620,6 +611,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0.0 <= args.side_effect_share <= 1.0:
         print("ironloop bench chaos: --side-effect-share must be within 0..1", file=sys.stderr)
+        return 2
+    if not args.no_plot and (missing := missing_matplotlib()):
+        print(f"ironloop bench chaos: {missing}", file=sys.stderr)
         return 2
     settings = Settings(
         args.tasks, args.profile, args.seed, args.concurrency, args.task_deadline, args.side_effect_share, contenders

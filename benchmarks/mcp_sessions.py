@@ -31,8 +31,7 @@ from typing import Any
 
 from ironloop.benchmarks import RESULTS_DIR
 from ironloop.benchmarks.chaos import machine_facts
-from ironloop.cli.progress import ProgressBar
-from ironloop.demo.tasks import percentile
+from ironloop.terminal import ProgressBar
 
 QUERY = {"query": "Paris population"}
 EXPECTED = "Paris (France) has a population of 2,160,000"
@@ -49,6 +48,8 @@ class Timings:
     cpu_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
+        from ironloop.checkpoints.stats import percentile
+
         values = self.seconds
         return {
             "calls": len(values),

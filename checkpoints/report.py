@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ironloop.checkpoints.report_detail import Window, over_time, slowest_calls
+from ironloop.checkpoints.report_detail import Window, none_if_nan, over_time, slowest_calls
 from ironloop.checkpoints.schema import tool_approvals, tool_attempts, tool_calls
+from ironloop.checkpoints.stats import percentile
 from sqlalchemy import Engine, select
 
 
@@ -44,25 +45,22 @@ class ToolFigures:
         return (self.transient_attempts + self.timeouts) / self.attempts if self.attempts else math.nan
 
     def latency_ms(self, q: float) -> float:
-        if not self.durations_ms:
-            return math.nan
-        ordered = sorted(self.durations_ms)
-        return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+        return percentile(self.durations_ms, q)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "tool": self.tool,
             "calls": self.calls,
             "attempts": self.attempts,
-            "success_rate": _none_if_nan(self.success_rate),
-            "transient_rate": _none_if_nan(self.transient_rate),
+            "success_rate": none_if_nan(self.success_rate),
+            "transient_rate": none_if_nan(self.transient_rate),
             "timeouts": self.timeouts,
             "fallbacks": self.fallbacks,
             "errors": self.errors,
             "rejected": self.rejected,
             "denied": self.denied,
-            "p50_ms": _none_if_nan(self.latency_ms(50)),
-            "p95_ms": _none_if_nan(self.latency_ms(95)),
+            "p50_ms": none_if_nan(self.latency_ms(50)),
+            "p95_ms": none_if_nan(self.latency_ms(95)),
         }
 
 
@@ -160,10 +158,6 @@ def approval_log(
         query = query.where(c.thread_id == thread_id)
     with engine.connect() as connection:
         return [ApprovalRow(*row) for row in connection.execute(query)]
-
-
-def _none_if_nan(value: float) -> float | None:
-    return None if math.isnan(value) else value
 
 
 def _nan_last(value: float) -> float:

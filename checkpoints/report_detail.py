@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ironloop.checkpoints.schema import tool_attempts, tool_calls
+from ironloop.checkpoints.stats import percentile
 from sqlalchemy import Engine, Select, select
 
 MAX_BUCKETS = 60
@@ -63,7 +64,7 @@ class Bucket:
             "attempts": self.attempts,
             "success_rate": self.ok / self.calls if self.calls else None,
             "transient_rate": self.transient / self.attempts if self.attempts else None,
-            "p95_ms": nearest_rank(self.durations_ms, 95),
+            "p95_ms": none_if_nan(percentile(self.durations_ms, 95)),
         }
 
 
@@ -152,12 +153,8 @@ def slowest_calls(engine: Engine, window: Window, *, limit: int = 10) -> list[di
     return calls
 
 
-def nearest_rank(values: list[float], q: float) -> float | None:
-    """The nearest-rank percentile ``q`` of ``values``; ``None`` for none."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+def none_if_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def _floor(when: datetime, width: int) -> float:

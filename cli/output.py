@@ -19,14 +19,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ironloop.terminal import is_terminal
+
 STYLES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
-
-
-def is_terminal(stream: TextIO | None) -> bool:
-    try:
-        return stream is not None and stream.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stream
-        return False
 
 
 def colour_on(stream: TextIO | None = None) -> bool:

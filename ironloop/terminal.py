@@ -1,7 +1,9 @@
-"""A progress bar for long work (``demo --tasks``, ``bench ...``), drawn on standard error only when it is a
-terminal: a log file or a pipe gets no bar (nor its carriage returns), standard output stays data.
+"""The terminal, for every command (the benchmarks too, which sit below the command line): whether a stream is
+one, and a progress bar for long work (``demo --tasks``, ``bench ...``) drawn on standard error only when it is
+a terminal: a log file or a pipe gets no bar (nor its carriage returns), standard output stays data.
 
-One line, redrawn at most every `REDRAW_S`, erased when done; safe to advance from several threads.
+The bar is one line, redrawn at most every `REDRAW_S`, erased when done; safe to advance from several threads.
+Only the standard library is imported.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ import time
 from types import TracebackType
 from typing import TextIO
 
-from ironloop.cli.output import is_terminal
-
 REDRAW_S = 0.1
+
+
+def is_terminal(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
 
 
 class ProgressBar:
