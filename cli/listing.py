@@ -15,7 +15,7 @@ STATUS_STYLES = {"finished": "green", "failed": "red", "corrupt": "red", "waitin
 def threads_table(rows: list[dict[str, Any]]) -> str:
     columns = [
         Column("thread", shrink=1, min_width=12),
-        Column("created"),
+        Column("created", drop=1),
         Column("last active"),
         Column("step", align=">"),
         Column("status"),
@@ -35,7 +35,7 @@ def history_table(rows: list[Any]) -> str:
         Column("checkpoint", shrink=1, min_width=12),
         Column("step", align=">"),
         Column("node", shrink=2),
-        Column("time"),
+        Column("time", drop=1),
         Column("pending tool calls", shrink=3, min_width=12),
     ]
     table = []

@@ -51,7 +51,11 @@ def tools_table(rows: list[dict[str, Any]]) -> str:
         return "no tool calls recorded"
     colour = colour_on()
     short = {"success_rate": "success", "transient_rate": "transient"}
-    columns = [Column("tool", shrink=1)] + [Column(short.get(key, title), align=">") for key, title, _ in TOOL_COLUMNS]
+    dropped = ("denied", "rejected", "errors", "fallbacks", "attempts", "p50_ms")  # when too narrow; the last first
+    columns = [Column("tool", shrink=1)] + [
+        Column(short.get(key, title), align=">", drop=dropped.index(key) + 1 if key in dropped else 0)
+        for key, title, _ in TOOL_COLUMNS
+    ]
     table = [
         [row["tool"]] + [(figure(row.get(key), kind), _style(key, row.get(key))) for key, _, kind in TOOL_COLUMNS]
         for row in rows
@@ -71,7 +75,7 @@ def approvals_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no approval decisions recorded"
     columns = [
-        Column("decided at"),
+        Column("decided at", drop=1),
         Column("thread", shrink=2),
         Column("tool", shrink=1),
         Column("decision"),

@@ -31,6 +31,8 @@ class Column:
     shrink: int = 0
     """0: never cut; otherwise cut (with ``…``) to fit the width, higher ranks first."""
     min_width: int = 8
+    drop: int = 0
+    """0: always shown; otherwise left out, higher ranks first, when cutting cannot make the table fit."""
 
 
 def terminal_width() -> int | None:
@@ -51,6 +53,9 @@ def render(
     rule: bool = True,
 ) -> str:
     """The table as lines: a header, a rule (if ``rule``), one line per row."""
+    if width is not None:
+        kept = _kept(columns, rows, width)
+        columns, rows = [columns[i] for i in kept], [[row[i] for i in kept] for row in rows]
     cells = [[_split(cell) for cell in row] for row in rows]
     widths = [len(c.title) for c in columns]
     for row in cells:
@@ -67,6 +72,23 @@ def render(
         padded = [_pad(t, widths[i], columns[i].align) for i, t in enumerate(texts)]
         lines.append(GAP.join(paint(p, s, on=colour) for p, s in zip(padded, styles, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+def _kept(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int) -> list[int]:
+    """The columns to show: all, unless even cut to their floor they are too wide; then the droppable ones go,
+    highest rank first, until the rest fit."""
+    kept = list(range(len(columns)))
+    widths = [len(c.title) for c in columns]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(_split(cell)[0]))
+    floors = [min(w, max(c.min_width, len(c.title))) if c.shrink else w for c, w in zip(columns, widths, strict=True)]
+    for rank in sorted({c.drop for c in columns if c.drop}, reverse=True):
+        for i in [i for i in kept if columns[i].drop == rank]:
+            if sum(floors[k] for k in kept) + len(GAP) * (len(kept) - 1) <= width:
+                return kept
+            kept.remove(i)
+    return kept
 
 
 def _split(cell: Cell) -> tuple[str, str | None]:

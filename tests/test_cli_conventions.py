@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -170,3 +171,64 @@ def test_demo_tasks_progress_only_on_a_terminal_and_json_on_stdout(tmp_path: Pat
     assert single.returncode == 0, single.stderr
     run = json.loads(single.stdout)
     assert run["answer"] == ANSWER and run["thread"].startswith("demo-") and "turn 1" in single.stderr
+
+
+def test_tables_fit_the_terminal_colour_only_there_and_times_carry_their_zone(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    made = subprocess.run(
+        [sys.executable, "-m", "ironloop", "demo", "--tasks", "2", "--profile", "none", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment(),
+    )
+    assert made.returncode == 0, made.stderr
+    paris = environment(COLUMNS="70", TZ="Europe/Paris")
+    code, out, err = in_terminal(["threads", "--db", db], tmp_path, paris)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 3 and all(len(strip_colour(line)) <= 70 for line in lines), out
+    assert "created" not in lines[0] and "last active" in lines[0]  # too narrow for both times: one goes
+    assert "\x1b[32mfinished\x1b[0m" in out and " CET " in out  # green status; Paris time, named
+    code, plain, err = in_terminal(["threads", "--db", db], tmp_path, {**paris, "NO_COLOR": "1"})
+    assert code == 0 and "\x1b[" not in plain and plain.splitlines()[1].count(" CET ") == 1, plain
+    piped = subprocess.run(
+        [sys.executable, "-m", "ironloop", "threads", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment(TZ="Europe/Paris"),
+    )
+    assert "\x1b[" not in piped.stdout and piped.stdout.splitlines()[1].count(" CET ") == 2  # whole rows
+    listed = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "ironloop", "threads", "--db", db, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environment(),
+        ).stdout
+    )
+    assert [t["status"] for t in listed["threads"]] == ["finished", "finished"]
+    assert all(t["created_at"].endswith("+00:00") for t in listed["threads"])
+
+
+def strip_colour(line: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", line)
+
+
+def test_bench_json_prints_the_results_on_stdout(tmp_path: Path) -> None:
+    args = ["bench", "chaos", "--tasks", "3", "--contenders", "ironloop", "--no-plot", "--concurrency", "3"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ironloop", *args, "--profile", "none", "--out-dir", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment(),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert results["benchmark"] == "chaos" and results["contenders"]["ironloop"]["tasks"] == 3
+    assert results == json.loads((tmp_path / "chaos-none.json").read_text())
+    assert "chaos: 3 tasks per contender" in done.stderr and "wrote " in done.stderr
