@@ -20,15 +20,15 @@ from ironloop.demo.services.server import ServiceThread, start_search_service
 
 # -- running beside each other (pytest-xdist, ``-n 2 --dist loadgroup``) ---------------------------------------------
 # Tests run on two workers at once. A group runs on one worker, one test after another:
-# - "heavy": many processes and seconds of CPU each, with deadlines (chaos under faults, SIGKILLs at random
-#   moments, Celery fleets, a rate limit shared through Redis): two of them at once on two cores would measure the
-#   machine, not the code;
+# - "heavy": many processes and seconds of CPU each, with deadlines (chaos and the demo's tasks under faults,
+#   SIGKILLs at random moments, Celery fleets, a rate limit shared through Redis): two of them at once on two
+#   cores would measure the machine, not the code;
 # - a module with module-scoped fixtures (a built wheel, BFCL's data, the sandbox's probe) keeps them built once.
 # Everything else is spread test by test. Each worker has its own scratch databases (`ScratchDatabases`); queues,
 # ports and thread ids are unique per test already.
 
 HEAVY_MODULES = frozenset(
-    {"test_chaos", "test_crash_kills", "test_distributed", "test_celery_delivery", "test_shared_traffic"}
+    {"test_chaos", "test_crash_kills", "test_demo", "test_distributed", "test_celery_delivery", "test_shared_traffic"}
 )
 MODULE_GROUPS = frozenset({"test_bfcl", "test_packaging", "test_sandbox"})
 
