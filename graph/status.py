@@ -60,6 +60,7 @@ def state_reader(checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
         idempotency_store=MemoryIdempotencyStore(),
         task_budget=None,
         credentials=None,
+        telemetry=False,
     )
 
 
