@@ -14,7 +14,6 @@ latest checkpoint cannot be decoded is *corrupt*; its history still shows every 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from ironloop.checkpoints.errors import CorruptCheckpointError
@@ -107,6 +106,7 @@ class HistoryRow:
     node: str
     """The node(s) whose results this checkpoint holds (``input`` for the first)."""
     created_at: str
+    """ISO 8601, with its UTC offset (as LangGraph records it)."""
     next: tuple[str, ...]
     pending: list[str]
     problem: str | None = None
@@ -130,7 +130,7 @@ def history(agent: Any, thread_id: str) -> list[HistoryRow]:
                 checkpoint_id=snapshot.config["configurable"]["checkpoint_id"],
                 step=int(metadata.get("step", -1)),
                 node=node,
-                created_at=_short_time(snapshot.created_at),
+                created_at=snapshot.created_at or "-",
                 next=snapshot.next,
                 pending=pending_tool_calls(snapshot),
             )
@@ -168,12 +168,3 @@ def _ran(nodes: tuple[str, ...]) -> str:
     for node in nodes:
         counts[node] = counts.get(node, 0) + 1
     return ", ".join(f"{n}×{c}" if c > 1 else n for n, c in counts.items())
-
-
-def _short_time(created_at: str | None) -> str:
-    if not created_at:
-        return "-"
-    try:
-        return datetime.fromisoformat(created_at).strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return created_at
