@@ -4,6 +4,7 @@ below it. The layers, bottom first:
     ironloop.version                       the release number
     ironloop.lazy                          a package's names imported on first use (fast ``--help``)
     ironloop.commands                      exit codes and the one-line error every command shares
+    ironloop.terminal                      is this a terminal, and a progress bar for long work
     tools                                  the runtime of one call
     settings                               ironloop.toml under the environment (ironloop.settings)
     checkpoints                            the SQL store
@@ -32,6 +33,7 @@ LAYERS = [
     "version",
     "lazy",
     "commands",
+    "terminal",
     "tools",
     "settings",
     "checkpoints",
@@ -43,8 +45,8 @@ LAYERS = [
     "cli",
     "ironloop",
 ]
-"""Packages (and the small modules version, lazy, commands, settings), bottom first: each imports only those before
-it."""
+"""Packages (and the small modules version, lazy, commands, terminal, settings), bottom first: each imports only
+those before it."""
 FOLDERS = {
     "graph": "ironloop.graph",
     "tools": "ironloop.tools",

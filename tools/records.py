@@ -96,6 +96,8 @@ class CallRecord:
             data["idempotency_key"] = self.idempotency_key
         if self.approval:
             data["approval"] = self.approval
+        if self.untrusted:
+            data["untrusted"] = True
         return data
 
 
