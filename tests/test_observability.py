@@ -225,6 +225,9 @@ def test_a_resumed_thread_links_to_the_run_it_continues(otlp) -> None:
     assert saved.startswith(f"00-{first.trace_id}-{first.span_id}-")  # W3C traceparent
     assert second.trace_id != first.trace_id and not first.error and not first.links
     assert second.links == [(first.trace_id, first.span_id, {"ironloop.link": "continues"})]
+    # The pause (an approval's wait here) is the time from the paused run's last checkpoint to the resume.
+    assert "ironloop.run.resumed_after_s" not in first.attributes
+    assert 0 <= second.attributes["ironloop.run.resumed_after_s"] <= (second.start_ns - first.start_ns) / 1e9
     (approved,) = [s for s in received.spans if s.name == "execute_tool wire"]
     assert approved.trace_id == second.trace_id and approved.attributes["ironloop.approval.decision"] == "approve"
 
