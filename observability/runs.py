@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -96,21 +97,31 @@ class RunSpans(BaseCallbackHandler):
         }
         if thread:
             attributes["gen_ai.conversation.id"] = thread
-        previous = self.previous_run(thread) if link else None
-        links = [Link(previous, {"ironloop.link": "continues"})] if previous is not None else []
+        links: list[Link] = []
+        if link and (previous := self.previous_run(thread)) is not None:
+            links.append(Link(previous[0], {"ironloop.link": "continues"}))
+            if previous[1] is not None:  # how long the thread stood still: an approval's wait, or a downtime
+                attributes["ironloop.run.resumed_after_s"] = previous[1]
         name = f"invoke_agent {self.agent_name}"
         return self.tracer.start_span(name, parent, SpanKind.INTERNAL, attributes, links)
 
-    def previous_run(self, thread: str | None) -> trace.SpanContext | None:
-        """The span of the run that wrote the thread's latest checkpoint, if it was traced."""
+    def previous_run(self, thread: str | None) -> tuple[trace.SpanContext, float | None] | None:
+        """The span of the run that wrote the thread's latest checkpoint, if it was traced, and the seconds since
+        that checkpoint was written."""
         if not thread or self.checkpointer is None:
             return None
         latest = self.checkpointer.get_tuple({"configurable": {"thread_id": thread}})
         traceparent = (latest.metadata or {}).get(TRACEPARENT_KEY) if latest is not None else None
-        if not isinstance(traceparent, str):
+        if latest is None or not isinstance(traceparent, str):
             return None
         found = trace.get_current_span(_propagator.extract({"traceparent": traceparent})).get_span_context()
-        return found if found.is_valid else None
+        if not found.is_valid:
+            return None
+        try:
+            written = datetime.fromisoformat(str(latest.checkpoint["ts"]))
+        except (KeyError, ValueError):
+            return found, None
+        return found, round(max(0.0, (datetime.now(UTC) - written).total_seconds()), 3)
 
     def parent_context(self, config: RunnableConfig | None = None) -> otel_context.Context:
         """The context of the agent run that ``config`` (a node's, else the current one) belongs to."""

@@ -67,7 +67,8 @@ def circuit_state(attempt: Attempt) -> str:
 
 
 class ToolSpans:
-    """Spans and metrics of tool calls, as a `CallListener` (and `tools.approval.ApprovalListener`)."""
+    """Spans and metrics of tool calls, as a `CallListener` (a decision on approval is on its call's span, from the
+    call's record: ``ironloop.approval.decision``)."""
 
     def __init__(
         self, tracer: trace.Tracer, instruments: Instruments, runs: RunSpans, circuit_tools: Iterable[str] = ()
@@ -83,9 +84,6 @@ class ToolSpans:
             self.instruments.rate_limit_wait.record(attempt.rate_limited_ms / 1000, {"gen_ai.tool.name": call.tool})
         if call.tool in self.circuit_tools and not attempt.replayed:
             self.instruments.circuit_state.set(CIRCUIT_STATES[circuit_state(attempt)], {"gen_ai.tool.name": call.tool})
-
-    def on_approval(self, approval: Any) -> None:
-        """Decisions are on the call's span (``ironloop.approval.decision``), from its record."""
 
     def on_call_end(self, call: CallRecord) -> None:
         outcome = str(call.outcome)

@@ -225,6 +225,9 @@ def test_a_resumed_thread_links_to_the_run_it_continues(otlp) -> None:
     assert saved.startswith(f"00-{first.trace_id}-{first.span_id}-")  # W3C traceparent
     assert second.trace_id != first.trace_id and not first.error and not first.links
     assert second.links == [(first.trace_id, first.span_id, {"ironloop.link": "continues"})]
+    # The pause (an approval's wait here) is the time from the paused run's last checkpoint to the resume.
+    assert "ironloop.run.resumed_after_s" not in first.attributes
+    assert 0 <= second.attributes["ironloop.run.resumed_after_s"] <= (second.start_ns - first.start_ns) / 1e9
     (approved,) = [s for s in received.spans if s.name == "execute_tool wire"]
     assert approved.trace_id == second.trace_id and approved.attributes["ironloop.approval.decision"] == "approve"
 
@@ -256,6 +259,10 @@ def test_the_cli_demo_under_the_reference_faults_exports_the_trajectory(tmp_path
             rows = connection.execute(
                 text("SELECT tool_call_id, tool, attempt, outcome FROM tool_attempts ORDER BY tool_call_id, attempt")
             ).all()
+            stored = {
+                json.loads(m).get("otel_traceparent")
+                for (m,) in connection.execute(text("SELECT metadata FROM ironloop_checkpoints"))
+            }
     finally:
         engine.dispose()
     ledger: dict[str, list[str]] = {}
@@ -267,6 +274,8 @@ def test_the_cli_demo_under_the_reference_faults_exports_the_trajectory(tmp_path
     run = one(spans, "invoke_agent ironloop-demo")
     assert run.resource["service.name"] == "ironloop-under-test"
     assert run.attributes["gen_ai.conversation.id"] in done.stdout
+    (traceparent,) = stored  # every checkpoint of the command names its one run span: a resume will link to it
+    assert traceparent.startswith(f"00-{run.trace_id}-{run.span_id}-")
     calls = [s for s in spans if s.name.startswith("execute_tool ")]
     assert all(s.parent_id == run.span_id and s.trace_id == run.trace_id for s in calls)
     traced = {
