@@ -5,10 +5,12 @@ Feed it the items of ``graph.stream(..., stream_mode=["updates", "custom"])`` (o
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Any, TextIO
 
 from ironloop.cli.text import printable
+from ironloop.terminal import is_terminal
 from ironloop.tools.untrusted import unwrap_untrusted
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
@@ -16,9 +18,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 class TrajectoryPrinter:
     """Prints stream items as lines; with ``tokens``, also the model's text as it is generated."""
 
-    def __init__(self, out: TextIO | None = None, *, width: int = 110, tokens: bool = False):
+    def __init__(self, out: TextIO | None = None, *, width: int | None = None, tokens: bool = False):
         self.out = out or sys.stdout
-        self.width = width
+        self.width = width or _width(self.out)
         self.tokens = tokens
         self.turn = 0
         self.answer: str | None = None
@@ -126,6 +128,11 @@ class TrajectoryPrinter:
             print(f"repairs: {self.rejected} call(s) rejected before dispatch, answered with the reason", file=self.out)
         if self.answer is not None and not self.answer_shown:
             print(f"answer: {printable(self.answer, newlines=True)}", file=self.out, flush=True)
+
+
+def _width(out: TextIO) -> int:
+    """Lines are cut to the terminal's width; to 110 characters elsewhere (a log stays readable)."""
+    return shutil.get_terminal_size().columns if is_terminal(out) else 110
 
 
 def _shown(content: Any) -> str:
