@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        configure(args)
         return int(args.handler(args) or 0)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, and let Python not complain either
         with contextlib.suppress(OSError):
@@ -76,6 +77,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def configure(args: argparse.Namespace) -> None:
+    """The configuration file's settings under the environment's (`ironloop.settings`); ``--otel`` on top."""
+    if os.environ.get("IRONLOOP_CONFIG") or os.path.isfile("ironloop.toml"):  # else nothing to read or import
+        from ironloop.settings import SettingsError, apply_config_file
+
+        try:
+            apply_config_file()
+        except SettingsError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+    if getattr(args, "enqueue", None) is False:  # its default was read before the file's settings were applied
+        args.enqueue = os.environ.get("IRONLOOP_ENQUEUE", "") not in ("", "0")
+    from ironloop.observability import check_installed, enable, wanted
+
+    if getattr(args, "otel", None):
+        enable()
+    if wanted():
+        try:
+            check_installed()
+        except ImportError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ironloop", description="A ReAct agent whose tool calls are reliable RPCs.")
     parser.add_argument("--version", action="version", version=f"ironloop {__version__}")
@@ -88,7 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     answer_all.add_argument("--approve-all", action="store_true", help="approve every call that asks for approval")
     answer_all.add_argument("--deny-all", action="store_true", help="reject every call that asks for approval")
 
-    demo = commands.add_parser("demo", parents=[database, approval], help="run the offline demo (scripted model)")
+    telemetry = argparse.ArgumentParser(add_help=False)
+    telemetry.add_argument(
+        "--otel",
+        action="store_true",
+        default=None,
+        help="send OpenTelemetry traces and metrics over OTLP/HTTP "
+        "(default: on when $OTEL_EXPORTER_OTLP_ENDPOINT or $IRONLOOP_OTEL is set; docs/observability.md)",
+    )
+
+    demo = commands.add_parser(
+        "demo", parents=[database, approval, telemetry], help="run the offline demo (scripted model)"
+    )
     demo.add_argument("--tasks", type=positive_int, default=None, help="run N seeded tasks and print figures")
     demo.add_argument("--concurrency", type=positive_int, default=1, help="tasks run at once with --tasks")
     demo.add_argument("--profile", default="reference", help="fault profile of the search service")
@@ -114,13 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--stream", action="store_true", help="print tokens and tool events as they happen")
     mcp_cli.add_config_option(model)
 
-    run = commands.add_parser("run", parents=[database, model, approval], help="answer a question with a real model")
+    run = commands.add_parser(
+        "run", parents=[database, model, approval, telemetry], help="answer a question with a real model"
+    )
     run.add_argument("question", help="what to ask the model")
     run.add_argument("--thread", default=None, help="thread id (default: a new one)")
     run.add_argument("--max-turns", type=positive_int, default=10, help="model calls allowed before giving up")
     run.set_defaults(handler=run_real_model)
 
-    resume = commands.add_parser("resume", parents=[database, model], help="continue a thread, or fork a checkpoint")
+    resume = commands.add_parser(
+        "resume", parents=[database, model, telemetry], help="continue a thread, or fork a checkpoint"
+    )
     resume.add_argument("thread", help="the thread's id (`ironloop threads` lists them)")
     resume.add_argument("--checkpoint", default=None, help="fork from this checkpoint instead of the latest")
     decide = resume.add_mutually_exclusive_group()
@@ -427,7 +465,14 @@ def _config(thread: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def _drive(agent: Any, state_in: Any, config: dict[str, Any], approver: Any, *, tokens: bool = False) -> str | None:
     """Run to the end, answering approval requests with ``approver``; if it answers none, stop with the thread
-    paused (`EXIT_PAUSED`) and say how to decide from any process."""
+    paused (`EXIT_PAUSED`) and say how to decide from any process. Traced, it is one ``invoke_agent`` span."""
+    from ironloop.observability import traced_run
+
+    with traced_run(agent, config, expected=lambda error: isinstance(error, CommandError) and error.code != 1):
+        return _drive_traced(agent, state_in, config, approver, tokens=tokens)
+
+
+def _drive_traced(agent: Any, state_in: Any, config: dict[str, Any], approver: Any, *, tokens: bool) -> str | None:
     from ironloop.cli.trajectory import TrajectoryPrinter
     from ironloop.graph.status import pending_approvals
 

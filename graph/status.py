@@ -20,6 +20,7 @@ from ironloop.checkpoints.errors import CorruptCheckpointError
 from ironloop.graph.agent import build_agent
 from ironloop.tools.approval import is_approval_request
 from ironloop.tools.idempotency import MemoryIdempotencyStore
+from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatResult
@@ -38,7 +39,13 @@ class _ReadOnlyModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "ironloop-read-only"
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         raise RuntimeError("this agent only reads threads' state; it never calls a model")
 
 

@@ -136,3 +136,21 @@ def test_paused_then_edited_from_another_process(world) -> None:
     assert [(c.customer_id, c.amount_cents) for c in payments.snapshot()] == [("cus_ok", 5)]
     log = json.loads(run_cli(db, "report", "--approvals", "--json").stdout)["approvals"]
     assert [r["decision"] for r in log] == ["edit"]
+
+
+def test_an_edit_beyond_safe_integers_is_refused_in_one_line(world) -> None:
+    """Issue 12, item 6: this edit charged 99999999999999999999999 cents, then failed with a TypeError traceback
+    while checkpointing, leaving the thread "waiting for approval" over a charge the ledger said completed."""
+    db, model, payments = world
+    thread = thread_of(run_cli(db, "run", QUESTION, *model).stdout)
+    huge = run_cli(
+        db, "resume", thread, "--edit", '{"customer_id": "cus_ok", "amount_cents": 99999999999999999999999}', *model
+    )
+    assert huge.returncode == 2, huge.stderr
+    assert "Traceback" not in huge.stderr and len(huge.stderr.strip().splitlines()) == 1
+    assert "amount_cents" in huge.stderr and "2^53" in huge.stderr
+    assert payments.snapshot() == []
+    assert "waiting for approval" in run_cli(db, "threads").stdout
+    approved = run_cli(db, "resume", thread, "--approve", *model)  # still resumable, and decided only now
+    assert approved.returncode == 0, approved.stderr
+    assert [(c.customer_id, c.amount_cents) for c in payments.snapshot()] == [("cus_evil", 99900)]

@@ -27,7 +27,14 @@ from typing import Generic, TypeVar
 
 from ironloop.tools.budget import stop_when_budget_spent
 from ironloop.tools.circuit import Circuit, CircuitBreaker, CircuitState
-from ironloop.tools.errors import CircuitOpenError, ToolErrorReport, ToolTimeoutError, describe, error_class
+from ironloop.tools.errors import (
+    CircuitOpenError,
+    ToolErrorReport,
+    ToolTimeoutError,
+    describe,
+    error_class,
+    retry_after_of,
+)
 from ironloop.tools.hedging import race_with_hedge
 from ironloop.tools.policy import ToolPolicy
 from ironloop.tools.rate_limit import RateLimit, RateLimiter
@@ -278,6 +285,8 @@ class AttemptLoop:
         def before_sleep(state: RetryCallState) -> None:
             last = record.attempts[-1]
             last.retry_in_s = round(state.upcoming_sleep, 4)
+            if state.outcome is not None and (error := state.outcome.exception()) is not None:
+                last.retry_after_s = retry_after_of(error)
             call.events.announce_attempt(record, last)
 
         retrying = policy.retrying(
