@@ -1,5 +1,5 @@
 """Terminal tables: cut to the width in rank order, figures never cut, columns dropped only when cutting is not
-enough, hostile text escaped, colour only when asked."""
+enough, hostile text escaped, colour only when asked; JSON output as safe for a terminal."""
 
 from __future__ import annotations
 
