@@ -207,7 +207,7 @@ def test_a_users_agent_runs_against_sqlite_beside_their_own_modules(installed: I
 def test_ironloop_demo_from_the_users_project(installed: Installed) -> None:
     result = _run([installed.bin / "ironloop", "demo", "--db", "sqlite:///demo.db"], cwd=installed.project)
     assert result.returncode == 0, result.stderr[-3000:]
-    answer = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
+    answer = "The combined city-proper population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
     assert result.stdout.strip().splitlines()[-1] == f"answer: {answer}"
     version = _run([installed.bin / "ironloop", "--version"], cwd=installed.project)
     assert version.stdout == f"ironloop {ironloop.__version__}\n"
