@@ -5,6 +5,7 @@ Feed it the items of ``graph.stream(..., stream_mode=["updates", "custom"])`` (o
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from typing import Any, TextIO
@@ -87,6 +88,7 @@ class TrajectoryPrinter:
         call = f"{event.get('tool')} [{str(event.get('tool_call_id', ''))[-6:]}]"
         if kind == "tool_attempt":
             line = f"        {call}  attempt {event['number']}: {event['outcome']} after {event['ms']:.0f} ms"
+            line += _limit(event)
             if event.get("retry_in_s") is not None:
                 line += f", retry in {event['retry_in_s'] * 1000:.0f} ms"
             line += "".join(f" [{note}]" for note in _decisions(event))
@@ -128,6 +130,18 @@ class TrajectoryPrinter:
             print(f"repairs: {self.rejected} call(s) rejected before dispatch, answered with the reason", file=self.out)
         if self.answer is not None and not self.answer_shown:
             print(f"answer: {printable(self.answer, newlines=True)}", file=self.out, flush=True)
+
+
+_TIMEOUT = re.compile(r"attempt timeout of ([0-9.e+-]+) s")
+
+
+def _limit(event: dict[str, Any]) -> str:
+    """For a timeout, the limit it had (and why the attempt ran past it), where the line is not cut."""
+    match = _TIMEOUT.search(str(event.get("error") or "")) if event.get("outcome") == "timeout" else None
+    if match is None:
+        return ""
+    late = "; the event loop was busy" if "event loop was busy" in str(event.get("error")) else ""
+    return f" (limit {float(match.group(1)) * 1000:.0f} ms{late})"
 
 
 def _width(out: TextIO) -> int:
