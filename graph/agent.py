@@ -24,6 +24,7 @@ from ironloop.graph.nodes import ReActLoop
 from ironloop.graph.state import AgentState, InputState
 from ironloop.graph.tool_node import PolicyToolNode
 from ironloop.tools.budget import Budgets, TaskBudget
+from ironloop.tools.containment import contain
 from ironloop.tools.credentials import Credentials, check_grants
 from ironloop.tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
@@ -121,7 +122,7 @@ def build_agent(
         check_args=catalog.check,
         args_schemas=catalog.parameters,
     )
-    node_tools = [threads.offload(t) for t in catalog.tools.values()]
+    node_tools = [contain(threads.offload(t)) for t in catalog.tools.values()]
     node_tools = [
         scrubbing_tool(t, lambda: runner.credentials.redact) if t.name in credential_needs else t for t in node_tools
     ]
