@@ -121,6 +121,7 @@ def build_agent(
         credential_needs=credential_needs,
         check_args=catalog.check,
         args_schemas=catalog.parameters,
+        threads=threads,
     )
     node_tools = [contain(threads.offload(t)) for t in catalog.tools.values()]
     node_tools = [
