@@ -88,8 +88,9 @@ def test_hang_after_commit_times_out_and_the_retry_is_safe(payments) -> None:
     c = call("charge_card", customer_id="cus_2", amount_cents=700)
     policy = CHARGE_POLICY.but(timeout_s=0.3, **FAST)
     meta = record(observations(run(charge_agent(url, policy, None, None, c)))[c["id"]])
-    assert [a["outcome"] for a in meta["attempts"]] == ["timeout", "ok"] and meta["outcome"] == "ok"
-    assert len(ledger.snapshot()) == 1
+    outcomes = [a["outcome"] for a in meta["attempts"]]  # a loaded machine may time out a retry too
+    assert outcomes[0] == "timeout" and set(outcomes[1:-1]) <= {"timeout"} and outcomes[-1] == "ok", outcomes
+    assert meta["outcome"] == "ok" and len(ledger.snapshot()) == 1
 
 
 def test_without_keys_or_reconcile_an_unknown_outcome_is_never_repeated(payments) -> None:
