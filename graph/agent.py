@@ -24,20 +24,17 @@ from ironloop.graph.nodes import ReActLoop
 from ironloop.graph.state import AgentState, InputState
 from ironloop.graph.tool_node import PolicyToolNode
 from ironloop.tools.budget import Budgets, TaskBudget
-from ironloop.tools.credentials import Credentials, check_grants
+from ironloop.tools.credentials import Credentials
 from ironloop.tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
 from ironloop.tools.records import CallListener
-from ironloop.tools.redaction import scrubbing_tool
 from ironloop.tools.runner import DEFAULT_MAX_RESULT_CHARS, ToolCallRunner
 from ironloop.tools.schemas import openai_tool_specs
 from ironloop.tools.sentinels import DEFAULT, Default
-from ironloop.tools.threads import DEFAULT_MAX_THREADS, ToolThreads, is_sync_only
-from ironloop.tools.validation import ToolCatalog
+from ironloop.tools.threads import DEFAULT_MAX_THREADS
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from langchain_core.tools import tool as create_tool
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -97,36 +94,23 @@ def build_agent(
         raise ValueError(f"max_turns must be at least 1, got {max_turns}")
     if loop_limit < 1:
         raise ValueError(f"loop_limit must be at least 1, got {loop_limit}")
-    catalog = ToolCatalog(t if isinstance(t, BaseTool) else create_tool(t) for t in tools)
-    if unknown := sorted(set(policies or {}) - set(catalog.tools)):
-        raise ValueError(f"policies given for tools the agent does not have: {', '.join(unknown)}")
-    credential_needs = check_grants(
-        catalog.tools, {n: (policies or {}).get(n, default_policy).credentials for n in catalog.tools}
-    )
-
     if idempotency_store is DEFAULT:
         idempotency_store = default_idempotency_store(checkpointer)
-    threads = ToolThreads(max_concurrency)
     budgets = Budgets(task_budget) if task_budget is not None else None
-    runner = ToolCallRunner(
+    runner = ToolCallRunner.for_tools(
+        tools,
         policies,
         default_policy,
         listeners=listeners,
-        sync_tools=[name for name, t in catalog.tools.items() if is_sync_only(t)],
         max_result_chars=max_result_chars,
         idempotency_store=idempotency_store,
         budgets=budgets,
         credentials=credentials,
-        credential_needs=credential_needs,
-        check_args=catalog.check,
-        args_schemas=catalog.parameters,
+        max_concurrency=max_concurrency,
     )
-    node_tools = [threads.offload(t) for t in catalog.tools.values()]
-    node_tools = [
-        scrubbing_tool(t, lambda: runner.credentials.redact) if t.name in credential_needs else t for t in node_tools
-    ]
+    catalog = runner.catalog
     tool_node = PolicyToolNode(
-        node_tools,
+        [runner.prepare(t) for t in catalog.tools.values()],
         awrap_tool_call=runner.awrap_tool_call,
         handle_tool_errors=False,  # the runner turns every failure into an observation itself
     )

@@ -7,26 +7,34 @@ the first time, the call's task pauses there; on resume the task runs again and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ironloop.tools import observations
-from ironloop.tools.approval import ApprovalRecord, ArgsCheck, Decision, approval_reason, ask
+from ironloop.tools.approval import ApprovalRecord, ArgsCheck, Decision, RequestFormat, approval_reason, ask
 from ironloop.tools.steps import CallContext, Result, Step
 from langchain_core.messages import ToolMessage
 from langgraph.errors import GraphInterrupt
 
 
 class ApprovalGate:
-    """Asks a human when the call's policy says so: approve runs it, reject answers it, edit runs new arguments.
+    """Asks a human when the call's policy says so: approve runs it, reject answers it, edit runs new arguments,
+    respond answers in the tool's place.
 
-    ``check_args`` checks edited arguments like a model's (`tools.validation.ToolCatalog.check`);
-    ``args_schemas`` are shown in the request, so an edit can follow them.
+    ``check_args`` checks edited arguments like a model's (`tools.validation.ToolCatalog.check`); ``schema_of``
+    gives a tool's argument schema, shown in the request so an edit can follow it. ``request_format``: the
+    request's shape (`tools.approval.approval_request`).
     """
 
-    def __init__(self, check_args: ArgsCheck | None = None, args_schemas: Mapping[str, dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        check_args: ArgsCheck | None = None,
+        schema_of: Callable[[str], dict[str, Any] | None] | None = None,
+        request_format: RequestFormat = "ironloop",
+    ):
         self.check_args = check_args
-        self.args_schemas = dict(args_schemas or {})
+        self.schema_of = schema_of
+        self.request_format = request_format
 
     async def __call__(self, call: CallContext, proceed: Step) -> Result:
         decision = self.decide(call)
@@ -34,6 +42,8 @@ class ApprovalGate:
             return await proceed(call)
         if decision.action == "reject":
             return observations.denied(call.tool_call, call.record, decision)
+        if decision.action == "respond":
+            return observations.responded(call.tool_call, call.record, decision)
         assert decision.args is not None
         edited = call.request.override(tool_call={**call.tool_call, "args": decision.args})
         message = await proceed(call.but(request=edited))
@@ -53,7 +63,8 @@ class ApprovalGate:
         if reason is None:
             return None
         try:
-            decision = ask(tool_call, reason, check=self.check_args, schema=self.args_schemas.get(call.name))
+            schema = self.schema_of(call.name) if self.schema_of is not None else None
+            decision = ask(tool_call, reason, check=self.check_args, schema=schema, request_format=self.request_format)
         except GraphInterrupt:
             if call.budget is not None:
                 call.budget.pause()
