@@ -175,7 +175,7 @@ class ToolCallRunner:
         """
         with self._lock:
             known = self.catalog.tools
-            new = [t if isinstance(t, BaseTool) else create_tool(t) for t in tools]
+            new = list({t.name: t for t in (t if isinstance(t, BaseTool) else create_tool(t) for t in tools)}.values())
             new = [t for t in new if t.name not in known]
             catalog = ToolCatalog([*known.values(), *new]) if new else self.catalog
             if strict and (unknown := sorted(set(self.policies) - set(catalog.tools))):
@@ -218,7 +218,7 @@ class ToolCallRunner:
             rejection = Rejection(request.tool_call["id"] or "", name, reason)
             return self.reject(rejection, request.runtime.config, request.runtime.stream_writer)
         if request.tool.name not in self.catalog.tools:
-            self.add_tools([*(request.runtime.tools or ()), request.tool])
+            self.add_tools([request.tool, *(request.runtime.tools or ())])
         request = request.override(tool=self.prepare(request.tool))
 
         record = _new_record(request.tool_call, request.runtime.config)

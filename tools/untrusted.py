@@ -102,7 +102,7 @@ def check_state_schema(schema: type) -> None:
         raise ValueError(missing_channel_text(f"state schema {schema.__name__}"))
     while get_origin(hint) in (Required, NotRequired):
         hint = get_args(hint)[0]
-    if get_origin(hint) is not Annotated or not any(callable(extra) for extra in hint.__metadata__):
+    if get_origin(hint) is not Annotated or not callable(hint.__metadata__[-1]):  # LangGraph's test for a reducer
         raise ValueError(
             f"state schema {schema.__name__}: {UNTRUSTED_CHANNEL} needs a reducer that adds, "
             f"Annotated[list[str], ironloop.merge_sources], not {hint!r}"
