@@ -16,13 +16,15 @@ kept as pending writes, and are not run again when the decision arrives. The ``t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, get_type_hints
 
 from ironloop.graph.loop_guard import DEFAULT_LOOP_LIMIT
 from ironloop.graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPolicy, model_name
 from ironloop.graph.nodes import ReActLoop
 from ironloop.graph.state import AgentState, InputState
+from ironloop.graph.structured import StructuredAnswer, with_structured_response
 from ironloop.graph.tool_node import PolicyToolNode
+from ironloop.tools.approval import RequestFormat
 from ironloop.tools.budget import Budgets, TaskBudget
 from ironloop.tools.credentials import Credentials
 from ironloop.tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
@@ -32,6 +34,7 @@ from ironloop.tools.runner import DEFAULT_MAX_RESULT_CHARS, ToolCallRunner
 from ironloop.tools.schemas import openai_tool_specs
 from ironloop.tools.sentinels import DEFAULT, Default
 from ironloop.tools.threads import DEFAULT_MAX_THREADS
+from ironloop.tools.untrusted import check_state_schema
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -39,12 +42,14 @@ from langchain_openai.chat_models.base import BaseChatOpenAI
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from typing_extensions import TypedDict
 
 DEFAULT_TASK_BUDGET = TaskBudget()
 
 
 def build_agent(
-    model: BaseChatModel,
+    model: BaseChatModel | str,
     tools: Sequence[BaseTool | Callable[..., Any]],
     *,
     policies: Mapping[str, ToolPolicy] | None = None,
@@ -55,17 +60,23 @@ def build_agent(
     max_concurrency: int = DEFAULT_MAX_THREADS,
     listeners: Iterable[CallListener] = (),
     model_policy: ModelPolicy = DEFAULT_MODEL_POLICY,
-    fallback_models: Sequence[BaseChatModel] = (),
+    fallback_models: Sequence[BaseChatModel | str] = (),
     loop_limit: int = DEFAULT_LOOP_LIMIT,
     max_result_chars: int | None = DEFAULT_MAX_RESULT_CHARS,
     idempotency_store: IdempotencyStore | Default = DEFAULT,
     task_budget: TaskBudget | None = DEFAULT_TASK_BUDGET,
     credentials: Credentials | Default | None = DEFAULT,
     name: str = "ironloop",
+    state_schema: type[AgentState] | None = None,
+    context_schema: type[Any] | None = None,
+    store: BaseStore | None = None,
+    response_format: Any = None,
+    approval_format: RequestFormat = "ironloop",
 ) -> CompiledStateGraph:
     """Compile a ReAct agent whose tool calls run under per-tool policies.
 
-    ``model`` is any LangChain chat model with ``bind_tools``; ``tools`` are LangChain tools or plain
+    ``model`` is any LangChain chat model with ``bind_tools``, or its name for LangChain's ``init_chat_model``
+    (``"openai:gpt-4.1"``; needs ``langchain``); ``tools`` are LangChain tools or plain
     functions with type hints and a docstring; ``policies`` maps a tool name to its `ToolPolicy`
     (``default_policy``, `DEFAULT_POLICY` unless given, covers the rest). ``max_turns`` caps model calls per user
     message; when it is spent the run ends with an answer that says so. ``max_concurrency`` caps the calls (and
@@ -78,6 +89,14 @@ def build_agent(
     ``task_budget`` caps the retries and the wall time of each task (`DEFAULT_TASK_BUDGET` unless given).
     ``credentials`` holds the tools' secrets (`tools.credentials`); omitted, they are loaded from the environment
     and ``ironloop.toml`` when a tool granted some (``ToolPolicy.credentials``) is first called.
+
+    As in ``create_agent``: ``state_schema`` extends `AgentState` (``class MyState(ironloop.AgentState)``),
+    ``context_schema`` types the run's ``context`` (tools read it through ``ToolRuntime``), ``store`` is the
+    graph's long-term store, and ``response_format`` (a Pydantic model, TypedDict or JSON schema) adds a
+    structured final answer, ``structured_response``, made by one more model call (`graph.structured`).
+    ``approval_format="langchain"`` adds LangChain's HITL keys to approval requests (`tools.approval`).
+    LangChain's ``AgentMiddleware`` is not taken: to combine it with ironloop's runtime, use ``create_agent``
+    with `graph.middleware.IronloopToolMiddleware`.
 
     ``None`` always means "none" or "off": no checkpointer, no system prompt, no cap on results
     (``max_result_chars``), no task budget, no credentials. Arguments for which "none" means nothing (the
@@ -94,6 +113,8 @@ def build_agent(
         raise ValueError(f"max_turns must be at least 1, got {max_turns}")
     if loop_limit < 1:
         raise ValueError(f"loop_limit must be at least 1, got {loop_limit}")
+    state = AgentState if state_schema is None else checked_state(state_schema)
+    model, fallback_models = chat_model(model), [chat_model(m) for m in fallback_models]
     if idempotency_store is DEFAULT:
         idempotency_store = default_idempotency_store(checkpointer)
     budgets = Budgets(task_budget) if task_budget is not None else None
@@ -107,6 +128,8 @@ def build_agent(
         budgets=budgets,
         credentials=credentials,
         max_concurrency=max_concurrency,
+        approval_format=approval_format,
+        state_schema=state,
     )
     catalog = runner.catalog
     tool_node = PolicyToolNode(
@@ -129,7 +152,11 @@ def build_agent(
         budgets=budgets,
     )
 
-    builder = StateGraph(AgentState, input_schema=InputState)
+    answer = StructuredAnswer(model, response_format, model_policy, system_prompt) if response_format else None
+    if answer is not None:
+        state = with_structured_response(state)
+    inputs = InputState if state_schema is None else input_schema_of(state_schema)
+    builder = StateGraph(state, input_schema=inputs, context_schema=context_schema)
     builder.add_node("model", loop.call_model_node())
     builder.add_node("tools", tool_node)
     builder.add_node("reject", loop.reject_call)
@@ -137,13 +164,49 @@ def build_agent(
     builder.add_node("repair", loop.repair_orphans)
     builder.add_conditional_edges(START, loop.route_start, ["repair", "model"])
     builder.add_edge("repair", "model")
-    builder.add_conditional_edges("model", loop.route_model_output, ["tools", "reject", "finish", END])
+    if answer is None:
+        builder.add_conditional_edges("model", loop.route_model_output, ["tools", "reject", "finish", END])
+    else:
+        builder.add_node("respond", answer.node())
+        builder.add_edge("respond", END)
+        builder.add_conditional_edges(
+            "model", answer.routed(loop.route_model_output), ["tools", "reject", "finish", "respond"]
+        )
     builder.add_edge("tools", "model")
     builder.add_edge("reject", "model")
     builder.add_edge("finish", END)
-    compiled = builder.compile(checkpointer=checkpointer, name=name)
+    compiled = builder.compile(checkpointer=checkpointer, store=store, name=name)
     # LangGraph's sync runner sizes its task pool from max_concurrency (default: cores + 4 threads).
     return compiled.with_config(max_concurrency=max_concurrency)
+
+
+def chat_model(model: BaseChatModel | str) -> BaseChatModel:
+    """A chat model, or one named as LangChain's ``init_chat_model`` reads it (``"openai:gpt-4.1"``)."""
+    if not isinstance(model, str):
+        return model
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError:
+        raise ImportError(f"a model given by name ({model!r}) needs langchain: pip install langchain") from None
+    return init_chat_model(model)
+
+
+def checked_state(schema: type[AgentState]) -> type[AgentState]:
+    """``schema`` if it has every channel the agent uses (it extends `AgentState`), else a one-line `ValueError`."""
+    check_state_schema(schema)
+    hints = get_type_hints(schema, include_extras=True)
+    if missing := [key for key in get_type_hints(AgentState) if key not in hints]:
+        raise ValueError(
+            f"build_agent(state_schema={schema.__name__}): it has no {', '.join(missing)}; subclass ironloop.AgentState"
+        )
+    return schema
+
+
+def input_schema_of(schema: type[AgentState]) -> type:
+    """What a caller may pass: the state's channels but the managed ``remaining_steps`` (LangGraph refuses it)."""
+    hints = get_type_hints(schema, include_extras=True)
+    hints.pop("remaining_steps", None)
+    return TypedDict(f"{schema.__name__}Input", hints, total=False)  # type: ignore[operator]
 
 
 def default_idempotency_store(checkpointer: BaseCheckpointSaver | None) -> IdempotencyStore:
