@@ -21,6 +21,7 @@ from typing import Any, get_type_hints
 from ironloop.graph.loop_guard import DEFAULT_LOOP_LIMIT
 from ironloop.graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPolicy, model_name
 from ironloop.graph.nodes import ReActLoop
+from ironloop.graph.repair import OrphanRepair
 from ironloop.graph.state import AgentState, InputState
 from ironloop.graph.structured import StructuredAnswer, with_structured_response
 from ironloop.graph.tool_node import PolicyToolNode
@@ -161,8 +162,9 @@ def build_agent(
     builder.add_node("tools", tool_node)
     builder.add_node("reject", loop.reject_call)
     builder.add_node("finish", loop.finish_out_of_budget)
-    builder.add_node("repair", loop.repair_orphans)
-    builder.add_conditional_edges(START, loop.route_start, ["repair", "model"])
+    repair = OrphanRepair(runner)
+    builder.add_node("repair", repair)
+    builder.add_conditional_edges(START, repair.route, ["repair", "model"])
     builder.add_edge("repair", "model")
     if answer is None:
         builder.add_conditional_edges("model", loop.route_model_output, ["tools", "reject", "finish", END])

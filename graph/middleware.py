@@ -8,11 +8,13 @@ scrubbing, untrusted output, approval), under ``invoke`` and ``ainvoke`` alike, 
 the call's record (``response_metadata["ironloop"]``). The middleware adds the ``untrusted_sources`` channel to
 the agent's state, so "approval on untrusted output" works without a custom state schema.
 
-What it cannot do from inside a tool hook, `graph.agent.build_agent` does: calls the catalog rejects before
-dispatch (bad JSON, off-schema arguments: ``create_agent`` runs them and ``ToolNode`` answers), the loop guard,
-orphan repair, the task's deadline counted from the first model call, and the model's own policy and fallbacks
-(LangChain's ``ModelRetryMiddleware``/``ModelFallbackMiddleware`` cover those here). ``docs/middleware.md``
-compares the two and gives the order to list LangChain's middleware in.
+It also brings the loop guard (a call identical to ``loop_limit`` earlier ones in the task is refused,
+`graph.loop_guard.LoopGuard`) and, before the agent's first step, orphan repair (`graph.repair.OrphanRepair`).
+What it cannot do from inside the hooks, `graph.agent.build_agent` does: calls the catalog rejects before dispatch
+(bad JSON, off-schema arguments: here ``ToolNode`` answers them), the turn budget with an honest last answer, the
+task's deadline counted from the first model call, and the model's own policy and fallbacks (LangChain's
+``ModelRetryMiddleware``/``ModelFallbackMiddleware`` cover those here). ``docs/middleware.md`` compares the two
+and gives the order to list LangChain's middleware in.
 
 Needs ``langchain`` (``pip install 'ironloop[bench]'`` or ``pip install langchain``).
 """
@@ -20,9 +22,12 @@ Needs ``langchain`` (``pip install 'ironloop[bench]'`` or ``pip install langchai
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Annotated, NotRequired
+from typing import Annotated, Any, NotRequired
 
 from ironloop.graph.agent import DEFAULT_TASK_BUDGET
+from ironloop.graph.loop_guard import DEFAULT_LOOP_LIMIT, LoopGuard
+from ironloop.graph.repair import OrphanRepair
+from ironloop.graph.state import orphaned_calls
 from ironloop.tools.approval import RequestFormat
 from ironloop.tools.budget import Budgets, TaskBudget
 from ironloop.tools.credentials import Credentials
@@ -37,6 +42,8 @@ from ironloop.tools.untrusted import merge_sources
 from langchain.agents.middleware import AgentMiddleware, AgentState, ToolCallRequest
 from langchain.agents.middleware.types import OmitFromSchema
 from langchain_core.messages import ToolMessage
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 
@@ -50,9 +57,10 @@ class UntrustedState(AgentState):
 class IronloopToolMiddleware(AgentMiddleware):
     """Runs ``create_agent``'s tool calls under ironloop's per-tool policies (sync and async hooks).
 
-    Arguments as for `graph.agent.build_agent`; ``runner`` instead shares an existing `ToolCallRunner` (its
-    circuits, rate limits and ledger). The tools are learned at the first call. ``approval_format="langchain"``
-    shapes approval requests for LangChain's HITL clients too (Agent Chat UI); both formats are answered.
+    Arguments as for `graph.agent.build_agent` (``loop_limit=None``: no loop guard); ``runner`` instead shares an
+    existing `ToolCallRunner` (its circuits, rate limits and ledger). The tools are learned at the first call.
+    ``approval_format="langchain"`` shapes approval requests for LangChain's HITL clients too (Agent Chat UI);
+    both formats are answered.
     """
 
     state_schema = UntrustedState
@@ -69,6 +77,7 @@ class IronloopToolMiddleware(AgentMiddleware):
         credentials: Credentials | Default | None = DEFAULT,
         max_concurrency: int = DEFAULT_MAX_THREADS,
         approval_format: RequestFormat = "ironloop",
+        loop_limit: int | None = DEFAULT_LOOP_LIMIT,
         runner: ToolCallRunner | None = None,
     ):
         super().__init__()
@@ -84,13 +93,23 @@ class IronloopToolMiddleware(AgentMiddleware):
             approval_format=approval_format,
             state_schema=UntrustedState,
         )
+        self.hooks: ToolCallRunner | LoopGuard = (
+            self.runner if loop_limit is None else LoopGuard(self.runner, loop_limit)
+        )
+        self.repair = OrphanRepair(self.runner)
+
+    def before_agent(self, state: AgentState, runtime: Runtime) -> dict[str, Any] | None:
+        """New input on a thread left mid-turn: answer its orphaned calls first (`graph.repair`)."""
+        if not orphaned_calls(state["messages"]):
+            return None
+        return self.repair(state, get_config())
 
     def wrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command]
     ) -> ToolMessage | Command:
-        return self.runner.wrap_tool_call(request, handler)
+        return self.hooks.wrap_tool_call(request, handler)
 
     async def awrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]]
     ) -> ToolMessage | Command:
-        return await self.runner.awrap_tool_call(request, handler)
+        return await self.hooks.awrap_tool_call(request, handler)
