@@ -114,8 +114,8 @@ def build_agent(
         raise ValueError(f"max_turns must be at least 1, got {max_turns}")
     if loop_limit < 1:
         raise ValueError(f"loop_limit must be at least 1, got {loop_limit}")
-    state = AgentState if state_schema is None else checked_state(state_schema)
-    model, fallback_models = chat_model(model), [chat_model(m) for m in fallback_models]
+    state: type = AgentState if state_schema is None else checked_state(state_schema)
+    models = [chat_model(m) for m in (model, *fallback_models)]
     if idempotency_store is DEFAULT:
         idempotency_store = default_idempotency_store(checkpointer)
     budgets = Budgets(task_budget) if task_budget is not None else None
@@ -140,7 +140,7 @@ def build_agent(
     )
     tool_list = list(catalog.tools.values())
     caller = ModelCaller(
-        [(model_name(m), bind_tools(m, tool_list)) for m in (model, *fallback_models)],
+        [(model_name(m), bind_tools(m, tool_list)) for m in models],
         model_policy,
     )
     loop = ReActLoop(
@@ -153,11 +153,11 @@ def build_agent(
         budgets=budgets,
     )
 
-    answer = StructuredAnswer(model, response_format, model_policy, system_prompt) if response_format else None
+    answer = StructuredAnswer(models[0], response_format, model_policy, system_prompt) if response_format else None
     if answer is not None:
         state = with_structured_response(state)
     inputs = InputState if state_schema is None else input_schema_of(state_schema)
-    builder = StateGraph(state, input_schema=inputs, context_schema=context_schema)
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(state, input_schema=inputs, context_schema=context_schema)
     builder.add_node("model", loop.call_model_node())
     builder.add_node("tools", tool_node)
     builder.add_node("reject", loop.reject_call)

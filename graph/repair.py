@@ -16,10 +16,9 @@ adds it before its model node, `IronloopToolMiddleware` runs it before ``create_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
-from ironloop.graph.state import orphaned_calls
+from ironloop.graph.state import InputState, orphaned_calls
 from ironloop.tools.runner import ToolCallRunner
 from langchain_core.messages import AIMessage, BaseMessage, RemoveMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -33,11 +32,11 @@ class OrphanRepair:
         self.runner = runner
 
     @staticmethod
-    def route(state: Mapping[str, Any]) -> Literal["repair", "model"]:
+    def route(state: InputState) -> Literal["repair", "model"]:
         """Before the model speaks: ``"repair"`` if some call has no observation, else ``"model"``."""
         return "repair" if orphaned_calls(state["messages"]) else "model"
 
-    def __call__(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, list[BaseMessage]]:
+    def __call__(self, state: InputState, config: RunnableConfig) -> dict[str, list[BaseMessage]]:
         """Each orphan's observation, right after its model message (providers require it there)."""
         messages = state["messages"]
         answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}

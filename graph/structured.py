@@ -10,25 +10,22 @@ instead binds the schema as one more tool), and keeps the ReAct loop itself unch
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NotRequired
+from typing import Any, NotRequired, get_type_hints
 
 from ironloop.graph.model_call import ModelCaller, ModelPolicy, model_name
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END
+from typing_extensions import TypedDict
 
 RESPONSE_KEY = "structured_response"
 
 
 def with_structured_response(schema: type) -> type:
     """``schema`` (a TypedDict state) plus the ``structured_response`` channel."""
-
-    class WithResponse(schema):  # type: ignore[misc, valid-type]
-        structured_response: NotRequired[Any]
-
-    WithResponse.__name__ = WithResponse.__qualname__ = f"{schema.__name__}WithResponse"
-    return WithResponse
+    hints = {**get_type_hints(schema, include_extras=True), RESPONSE_KEY: NotRequired[Any]}
+    return TypedDict(f"{schema.__name__}WithResponse", hints)  # type: ignore[operator]
 
 
 class StructuredAnswer:

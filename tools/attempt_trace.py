@@ -107,8 +107,8 @@ def end_outputs(context: AttemptContext) -> dict[str, Any]:
 
 
 def _config_of(context: AttemptContext) -> RunnableConfig:
-    runtime = context.call.request.runtime
-    return (getattr(runtime, "config", None) or {}) if runtime is not None else {}
+    config: RunnableConfig | None = getattr(context.call.request.runtime, "config", None)
+    return config or {}
 
 
 def _under_run(execute: Execute, callbacks: BaseCallbackManager) -> Execute:
