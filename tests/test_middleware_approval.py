@@ -95,6 +95,22 @@ async def test_human_in_the_loop_middleware_then_ironloop(mode: str) -> None:
     assert meta["idempotency_key"].startswith("ik_")
 
 
+def test_untrusted_output_makes_a_side_effect_wait_in_create_agent() -> None:
+    payments = Payments()
+    agent = create_agent(
+        replay_model(turn(call("read", q="offers")), turn(call("pay", amount=900))),
+        payments.tools,
+        middleware=[IronloopToolMiddleware(policies={"pay": PAY.but(approval="on_untrusted"), "read": READ})],
+        checkpointer=InMemorySaver(),
+    )
+    paused = agent.invoke({"messages": [("user", "read the offers, then pay")]}, thread("u"))
+    (request,) = paused["__interrupt__"]
+    assert "untrusted tool output (read)" in request.value["reason"] and payments.paid == []
+    assert agent.get_state(thread("u")).values["untrusted_sources"] == ["read"]
+    result = agent.invoke(Command(resume={"type": "reject", "message": "not from a web page"}), thread("u"))
+    assert payments.paid == [] and "not from a web page" in str(tool_messages(result)[-1].content)
+
+
 def approval_agent(payments: Payments, request_format: str = "ironloop") -> Any:
     return create_agent(
         replay_model(turn(call("pay", amount=700))),

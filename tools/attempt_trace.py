@@ -26,6 +26,7 @@ from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackManager
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
 from langgraph.prebuilt.tool_node import ToolCallRequest
+from langsmith.utils import tracing_is_enabled
 from pydantic import PrivateAttr
 
 ATTEMPT_TAG = "ironloop:attempt"
@@ -48,7 +49,7 @@ class TraceAttempt:
     async def __call__(self, context: AttemptContext, proceed: AttemptStep) -> Result:
         config = _config_of(context)
         callbacks = config.get("callbacks")
-        if callbacks is None:
+        if not _listened(callbacks):
             return await proceed(context)
         manager = AsyncCallbackManager.configure(
             inheritable_callbacks=callbacks,
@@ -104,6 +105,13 @@ def end_outputs(context: AttemptContext) -> dict[str, Any]:
     if attempt.abandoned_thread:
         outputs["abandoned_thread"] = True
     return outputs
+
+
+def _listened(callbacks: Any) -> bool:
+    """True if some handler would see the attempt's run: one in the config, or LangSmith tracing switched on.
+    (Checked before making a callback manager, which costs about a millisecond.)"""
+    handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
+    return bool(handlers) or tracing_is_enabled()
 
 
 def _config_of(context: AttemptContext) -> RunnableConfig:
