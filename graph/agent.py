@@ -189,7 +189,9 @@ def chat_model(model: BaseChatModel | str) -> BaseChatModel:
     try:
         from langchain.chat_models import init_chat_model
     except ImportError:
-        raise ImportError(f"a model given by name ({model!r}) needs langchain: pip install langchain") from None
+        raise ImportError(
+            f"a model given by name ({model!r}) needs langchain: pip install 'ironloop[langchain]'"
+        ) from None
     return init_chat_model(model)
 
 

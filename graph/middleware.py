@@ -16,10 +16,15 @@ task's deadline counted from the first model call, and the model's own policy an
 ``ModelRetryMiddleware``/``ModelFallbackMiddleware`` cover those here). ``docs/middleware.md`` compares the two
 and gives the order to list LangChain's middleware in.
 
-Needs ``langchain`` (``pip install 'ironloop[bench]'`` or ``pip install langchain``).
+Needs ``langchain``: ``pip install 'ironloop[langchain]'``.
 """
 
 from __future__ import annotations
+
+try:
+    import langchain.agents as _langchain_agents  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("IronloopToolMiddleware needs langchain: pip install 'ironloop[langchain]'") from exc
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated, Any, NotRequired
