@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from ironloop import AgentState, build_agent
 from ironloop.demo.scenario import DEMO_QUESTION
 from ironloop.tools.builtin import BUILTIN_POLICIES, builtin_tools
 from langchain_core.messages import AIMessage, ToolMessage
@@ -15,7 +16,6 @@ from langgraph.prebuilt import ToolRuntime
 from langgraph.store.memory import InMemoryStore
 from pydantic import BaseModel
 
-from ironloop import AgentState, build_agent
 from tests.helpers import call, replay_model, turn
 from tests.openai_server import OpenAIStub
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from ironloop import AgentState, IronloopToolMiddleware, ToolCallRunner, ToolPolicy
 from ironloop.graph.loop_guard import LoopGuard
 from ironloop.graph.repair import OrphanRepair
 from ironloop.tools.records import metadata_of
@@ -16,7 +17,6 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import ToolNode
 
-from ironloop import AgentState, IronloopToolMiddleware, ToolCallRunner, ToolPolicy
 from tests.helpers import call, replay_model, turn
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from ironloop import IronloopToolMiddleware, ToolCallRunner, ToolPolicy, TransientToolError, UntrustedChannelWarning
 from ironloop.tools.approval import parse_decision
 from ironloop.tools.records import metadata_of
 from langchain.agents import create_agent
@@ -20,7 +21,6 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Command
 
-from ironloop import IronloopToolMiddleware, ToolCallRunner, ToolPolicy, TransientToolError, UntrustedChannelWarning
 from tests.helpers import call, replay_model, turn
 
 

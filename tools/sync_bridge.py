@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -33,14 +34,15 @@ class LoopThread:
     def __init__(self, name: str = "ironloop-runner-loop"):
         self.name = name
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
         self._lock = threading.Lock()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            if self._loop is None:
+            if self._loop is None or self._pid != os.getpid():  # a forked child has no thread: start its own
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name=self.name, daemon=True).start()
-                self._loop = loop
+                self._loop, self._pid = loop, os.getpid()
             return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> T:
