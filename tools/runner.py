@@ -170,13 +170,15 @@ class ToolCallRunner:
     def add_tools(self, tools: Iterable[BaseTool | Callable[..., Any]], *, strict: bool = False) -> None:
         """Learn tools: their schemas (to check a human's edits), which are sync only, which secrets each takes.
 
-        Raises `ValueError` for secrets granted to a tool without the parameter, and, with ``strict``, for
-        policies naming tools the runner does not have.
+        Raises `ValueError` for secrets granted to a tool without the parameter, and, with ``strict``, for two
+        tools of one name and for policies naming tools the runner does not have.
         """
         with self._lock:
             known = self.catalog.tools
-            new = list({t.name: t for t in (t if isinstance(t, BaseTool) else create_tool(t) for t in tools)}.values())
-            new = [t for t in new if t.name not in known]
+            given = [t if isinstance(t, BaseTool) else create_tool(t) for t in tools]
+            if not strict:  # learned from a ToolNode: the request's tool is also among its tools
+                given = list({t.name: t for t in given}.values())
+            new = [t for t in given if t.name not in known]
             catalog = ToolCatalog([*known.values(), *new]) if new else self.catalog
             if strict and (unknown := sorted(set(self.policies) - set(catalog.tools))):
                 raise ValueError(f"policies given for tools the agent does not have: {', '.join(unknown)}")
