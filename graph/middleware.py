@@ -26,6 +26,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("IronloopToolMiddleware needs langchain: pip install 'ironloop[langchain]'") from exc
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated, Any, NotRequired
 
@@ -108,6 +109,12 @@ class IronloopToolMiddleware(AgentMiddleware):
         if not orphaned_calls(state["messages"]):
             return None
         return self.repair(state, get_config())
+
+    async def abefore_agent(self, state: AgentState, runtime: Runtime) -> dict[str, Any] | None:
+        """As `before_agent`, without an executor hop when there is nothing to repair (the usual case)."""
+        if not orphaned_calls(state["messages"]):
+            return None
+        return await asyncio.to_thread(self.repair, state, get_config())  # the ledger may be a database
 
     def wrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command]

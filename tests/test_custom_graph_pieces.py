@@ -69,7 +69,8 @@ async def test_the_middleware_refuses_a_loop(mode: str) -> None:
 PAUSE = ToolPolicy(approval="always")
 
 
-def test_orphan_repair_in_create_agent_and_in_a_users_graph() -> None:
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+async def test_orphan_repair_in_create_agent_and_in_a_users_graph(mode: str) -> None:
     lookups = Lookups()
     agent = create_agent(
         replay_model(turn(call("lookup", key="a"))),
@@ -78,9 +79,14 @@ def test_orphan_repair_in_create_agent_and_in_a_users_graph() -> None:
         checkpointer=InMemorySaver(),
     )
     config = {"configurable": {"thread_id": "orphan"}}
-    assert agent.invoke({"messages": [("user", "look a up")]}, config)["__interrupt__"]
+
+    async def go(text: str) -> dict[str, Any]:
+        inputs = {"messages": [("user", text)]}
+        return agent.invoke(inputs, config) if mode == "invoke" else await agent.ainvoke(inputs, config)
+
+    assert (await go("look a up"))["__interrupt__"]
     # New input instead of a decision: the paused call is an orphan, answered before the model speaks again.
-    state = agent.invoke({"messages": [("user", "never mind")]}, config)
+    state = await go("never mind")
     (answer,) = [m for m in state["messages"] if isinstance(m, ToolMessage)]
     assert "interrupted" in str(answer.content) and lookups.runs == 0
     messages = state["messages"]
