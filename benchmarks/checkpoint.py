@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ironloop.benchmarks import RESULTS_DIR
+from ironloop.terminal import ProgressBar
 
 if TYPE_CHECKING:  # LangGraph and LangChain are imported where used: `ironloop bench checkpoint --help` stays quick
     from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint
@@ -191,15 +192,17 @@ def compare(pair: tuple[Contender, Contender], *, rounds: int, ops: int, tasks: 
     for contender in pair:
         fill_thread(contender.saver, threads[contender.name], 50)
     samples: dict[str, dict[str, list[float]]] = {m: {c.name: [] for c in pair} for m in MEASURES}
-    for round_index in range(rounds):
-        order = pair if round_index % 2 == 0 else pair[::-1]
-        for contender in order:
-            saver, thread = contender.saver, threads[contender.name]
-            samples["put"][contender.name].append(measure_put(saver, ops))
-            samples["put_writes"][contender.name].append(measure_put_writes(saver, ops))
-            samples["get_tuple"][contender.name].append(measure_get_tuple(saver, ops, thread))
-            samples["list"][contender.name].append(measure_list(saver, ops, thread))
-            samples["demo_task"][contender.name].append(measure_demo_tasks(saver, tasks, url, []))
+    with ProgressBar(rounds * len(pair), "rounds × savers") as bar:
+        for round_index in range(rounds):
+            order = pair if round_index % 2 == 0 else pair[::-1]
+            for contender in order:
+                saver, thread = contender.saver, threads[contender.name]
+                samples["put"][contender.name].append(measure_put(saver, ops))
+                samples["put_writes"][contender.name].append(measure_put_writes(saver, ops))
+                samples["get_tuple"][contender.name].append(measure_get_tuple(saver, ops, thread))
+                samples["list"][contender.name].append(measure_list(saver, ops, thread))
+                samples["demo_task"][contender.name].append(measure_demo_tasks(saver, tasks, url, []))
+                bar.advance()
     result: dict[str, Any] = {}
     for measure, by_name in samples.items():
         medians = {name: statistics.median(values) for name, values in by_name.items()}
@@ -218,10 +221,12 @@ def ledger_cost(directory: Path, *, rounds: int, tasks: int, url: str) -> dict[s
     with SQLAlchemySaver.from_url(f"sqlite:///{directory / 'ledger.db'}") as saver:
         ledger = AttemptLedger(saver.engine)
         samples: dict[str, list[float]] = {"no_checkpointer": [], "saver": [], "saver_and_ledger": []}
-        for _ in range(rounds):
-            samples["no_checkpointer"].append(measure_demo_tasks(None, tasks, url, []))
-            samples["saver"].append(measure_demo_tasks(saver, tasks, url, []))
-            samples["saver_and_ledger"].append(measure_demo_tasks(saver, tasks, url, [ledger]))
+        with ProgressBar(rounds, "ledger rounds") as bar:
+            for _ in range(rounds):
+                samples["no_checkpointer"].append(measure_demo_tasks(None, tasks, url, []))
+                samples["saver"].append(measure_demo_tasks(saver, tasks, url, []))
+                samples["saver_and_ledger"].append(measure_demo_tasks(saver, tasks, url, [ledger]))
+                bar.advance()
         ledger.close()
         rows = ledger.written
     medians = {name: statistics.median(values) for name, values in samples.items()}
@@ -241,7 +246,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=20, help="demo tasks per round for the task measure (default 20)")
     parser.add_argument("--postgres-url", default=None, help=f"PostgreSQL to use (default: a scratch db on {POSTGRES})")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "checkpoint.json")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR / "checkpoint.json", help="write the figures as JSON to FILE"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ kept as pending writes, and are not run again when the decision arrives. The ``t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from ironloop.graph.loop_guard import DEFAULT_LOOP_LIMIT
 from ironloop.graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPolicy, model_name
@@ -25,6 +25,7 @@ from ironloop.graph.repair import OrphanRepair
 from ironloop.graph.state import AgentState, InputState
 from ironloop.graph.structured import StructuredAnswer, with_structured_response
 from ironloop.graph.tool_node import PolicyToolNode
+from ironloop.observability import agent_telemetry
 from ironloop.tools.approval import RequestFormat
 from ironloop.tools.budget import Budgets, TaskBudget
 from ironloop.tools.credentials import Credentials
@@ -45,6 +46,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from typing_extensions import TypedDict
+
+if TYPE_CHECKING:
+    from ironloop.observability.telemetry import Telemetry
 
 DEFAULT_TASK_BUDGET = TaskBudget()
 
@@ -68,6 +72,7 @@ def build_agent(
     task_budget: TaskBudget | None = DEFAULT_TASK_BUDGET,
     credentials: Credentials | Default | None = DEFAULT,
     name: str = "ironloop",
+    telemetry: bool | Telemetry | None = None,
     state_schema: type[AgentState] | None = None,
     context_schema: type[Any] | None = None,
     store: BaseStore | None = None,
@@ -91,6 +96,10 @@ def build_agent(
     ``credentials`` holds the tools' secrets (`tools.credentials`); omitted, they are loaded from the environment
     and ``ironloop.toml`` when a tool granted some (``ToolPolicy.credentials``) is first called.
 
+    ``telemetry``: OpenTelemetry spans and metrics (`observability`): ``None`` (default) reports when an OTLP
+    endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``), ``$IRONLOOP_OTEL`` is set or the program installed
+    a tracer provider; ``True``/``False`` force it; a `observability.telemetry.Telemetry` reports to its providers.
+
     As in ``create_agent``: ``state_schema`` extends `AgentState` (``class MyState(ironloop.AgentState)``),
     ``context_schema`` types the run's ``context`` (tools read it through ``ToolRuntime``), ``store`` is the
     graph's long-term store, and ``response_format`` (a Pydantic model, TypedDict or JSON schema) adds a
@@ -99,8 +108,8 @@ def build_agent(
     LangChain's ``AgentMiddleware`` is not taken: to combine it with ironloop's runtime, use ``create_agent``
     with `graph.middleware.IronloopToolMiddleware`.
 
-    ``None`` always means "none" or "off": no checkpointer, no system prompt, no cap on results
-    (``max_result_chars``), no task budget, no credentials. Arguments for which "none" means nothing (the
+    ``None`` always means "none" or "off" (``telemetry`` aside): no checkpointer, no system prompt, no cap on
+    results (``max_result_chars``), no task budget, no credentials. Arguments for which "none" means nothing (the
     policies, the ledger) do not take ``None``; leave them out for their default.
     """
     for argument, value in (
@@ -119,6 +128,7 @@ def build_agent(
     if idempotency_store is DEFAULT:
         idempotency_store = default_idempotency_store(checkpointer)
     budgets = Budgets(task_budget) if task_budget is not None else None
+    reporter = agent_telemetry(telemetry)
     runner = ToolCallRunner.for_tools(
         tools,
         policies,
@@ -133,6 +143,11 @@ def build_agent(
         state_schema=state,
     )
     catalog = runner.catalog
+    observed = None
+    if reporter is not None:
+        circuits = [n for n in catalog.tools if runner.policy_for(n).circuit_breaker is not None]
+        observed = reporter.for_agent(name, checkpointer, models, circuits)
+        runner.listeners.append(observed.tools)
     tool_node = PolicyToolNode(
         [runner.prepare(t) for t in catalog.tools.values()],
         awrap_tool_call=runner.awrap_tool_call,
@@ -142,6 +157,7 @@ def build_agent(
     caller = ModelCaller(
         [(model_name(m), bind_tools(m, tool_list)) for m in models],
         model_policy,
+        observer=observed.models if observed is not None else None,
     )
     loop = ReActLoop(
         caller=caller,
@@ -179,6 +195,8 @@ def build_agent(
     builder.add_edge("finish", END)
     compiled = builder.compile(checkpointer=checkpointer, store=store, name=name)
     # LangGraph's sync runner sizes its task pool from max_concurrency (default: cores + 4 threads).
+    if observed is not None:  # the run handler opens each run's invoke_agent span
+        return compiled.with_config(max_concurrency=max_concurrency, callbacks=[observed.runs])
     return compiled.with_config(max_concurrency=max_concurrency)
 
 

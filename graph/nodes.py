@@ -6,7 +6,7 @@ method is one node or one routing function. `graph.agent.build_agent` wires them
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from ironloop.graph.loop_guard import refuse_repeats
 from ironloop.graph.model_call import ModelCaller
@@ -14,6 +14,7 @@ from ironloop.graph.state import AgentState, current_run, turns_taken
 from ironloop.tools.budget import Budgets, RunBudget, task_key
 from ironloop.tools.records import was_rejected
 from ironloop.tools.runner import ToolCallRunner
+from ironloop.tools.untrusted import tainted_by
 from ironloop.tools.validation import Rejection, ToolCatalog
 from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -91,10 +92,11 @@ class ReActLoop:
         sends += [Send("reject", rejection) for rejection in rejected]
         return sends
 
-    def reject_call(self, state: Rejection, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+    def reject_call(self, state: Rejection, config: RunnableConfig) -> dict[str, list[Any]]:
         """Answer a call that will not be dispatched (``state`` is the rejection its ``Send`` carries), with the
         reason and the expected schema."""
-        return {"messages": [self.runner.reject(state, config, get_stream_writer())]}
+        answer = self.runner.reject(state, config, get_stream_writer())
+        return {"messages": [answer], "untrusted_sources": tainted_by([answer])}
 
     def _out_of_budget(self, state: AgentState, config: RunnableConfig) -> str | None:
         """Why no further turn may start (turns, steps, task deadline), or ``None``."""
@@ -105,7 +107,7 @@ class ReActLoop:
             return f"the task deadline of {budget.config.deadline_s:g} s"
         return None
 
-    def finish_out_of_budget(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+    def finish_out_of_budget(self, state: AgentState, config: RunnableConfig) -> dict[str, list[Any]]:
         """A budget is spent: answer the pending calls as not run, and end with a plain answer."""
         last = state["messages"][-1]
         assert isinstance(last, AIMessage)
@@ -127,5 +129,6 @@ class ReActLoop:
             "messages": [
                 *answers,
                 AIMessage(content=answer, response_metadata={"ironloop": {"budget": True}}),
-            ]
+            ],
+            "untrusted_sources": tainted_by(answers),
         }

@@ -16,10 +16,11 @@ adds it before its model node, `IronloopToolMiddleware` runs it before ``create_
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from ironloop.graph.state import InputState, orphaned_calls
 from ironloop.tools.runner import ToolCallRunner
+from ironloop.tools.untrusted import UNTRUSTED_CHANNEL, tainted_by
 from langchain_core.messages import AIMessage, BaseMessage, RemoveMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
@@ -36,12 +37,14 @@ class OrphanRepair:
         """Before the model speaks: ``"repair"`` if some call has no observation, else ``"model"``."""
         return "repair" if orphaned_calls(state["messages"]) else "model"
 
-    def __call__(self, state: InputState, config: RunnableConfig) -> dict[str, list[BaseMessage]]:
-        """Each orphan's observation, right after its model message (providers require it there)."""
+    def __call__(self, state: InputState, config: RunnableConfig) -> dict[str, list[Any]]:
+        """Each orphan's observation, right after its model message (providers require it there); an answer from
+        the ledger that carries untrusted output marks the thread (``untrusted_sources``)."""
         messages = state["messages"]
         answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
         rebuilt: list[BaseMessage] = []
         owed: list[BaseMessage] = []
+        made: list[BaseMessage] = []
         for message in messages:
             if owed and not isinstance(message, ToolMessage):
                 rebuilt += owed
@@ -49,6 +52,8 @@ class OrphanRepair:
             rebuilt.append(message)
             if isinstance(message, AIMessage):
                 owed = [self.runner.orphan_answer(c, config) for c in message.tool_calls if c["id"] not in answered]
+                made += owed
+        taint = {UNTRUSTED_CHANNEL: sources} if (sources := tainted_by(made)) else {}
         if len(rebuilt) == len(messages):  # every orphan belongs after the last message: appending is enough
-            return {"messages": owed}
-        return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *rebuilt, *owed]}
+            return {"messages": owed, **taint}
+        return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *rebuilt, *owed], **taint}

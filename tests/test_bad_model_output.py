@@ -17,7 +17,7 @@ from langchain_openai import ChatOpenAI
 
 from tests.openai_server import HTTPFault, OpenAIStub, RawReply
 
-ANSWER = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
+ANSWER = "The combined city-proper population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
 FAST_MODEL_POLICY = ModelPolicy(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05, deadline_s=30)
 
 

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from ironloop.graph import build_agent
 from ironloop.tools.errors import PermanentToolError, TransientToolError
 from ironloop.tools.policy import ToolPolicy
+from ironloop.tools.storable import MAX_SAFE_INTEGER
 from jsonschema import Draft202012Validator
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool, tool
@@ -153,7 +154,7 @@ any_value = st.one_of(json_values, json_values, deep, huge_strings)
 def valid_args(draw: st.DrawFn, name: str) -> dict[str, Any]:
     """Arguments the tool must accept (made unique per call later, so the loop guard never refuses them)."""
     if name == "add":
-        return {"a": draw(st.integers(-(10**30), 10**30)), "b": draw(st.integers(-5, 5))}
+        return {"a": draw(st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)), "b": draw(st.integers(-5, 5))}
     if name == "shout":
         args: dict[str, Any] = {"text": draw(st.one_of(texts, huge_strings))}
         if draw(st.booleans()):

@@ -7,43 +7,54 @@ the first time, the call's task pauses there; on resume the task runs again and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ironloop.tools import observations
 from ironloop.tools.approval import ApprovalRecord, ArgsCheck, Decision, RequestFormat, approval_reason, ask
 from ironloop.tools.steps import CallContext, Result, Step
+from ironloop.tools.storable import storable_problem
 from langchain_core.messages import ToolMessage
 from langgraph.errors import GraphInterrupt
+
+LedgerAnswer = Callable[[CallContext], Awaitable[ToolMessage | None]]
+"""What the idempotency ledger knows of a side-effect call, as its observation (``None``: nothing, it never began)."""
 
 
 class ApprovalGate:
     """Asks a human when the call's policy says so: approve runs it, reject answers it, edit runs new arguments,
     respond answers in the tool's place.
 
-    ``check_args`` checks edited arguments like a model's (`tools.validation.ToolCatalog.check`); ``schema_of``
-    gives a tool's argument schema, shown in the request so an edit can follow it. ``request_format``: the
-    request's shape (`tools.approval.approval_request`).
+    ``check_args`` checks edited arguments like a model's (`tools.validation.ToolCatalog.check`); an edit a
+    checkpoint cannot hold (`tools.storable`) is refused in any case. ``schema_of`` gives a tool's argument schema,
+    shown in the request so an edit can follow it. ``ledger`` is asked before a side effect is answered without
+    running: a call that ran already (a process died after the ledger recorded it, before the checkpoint did) is
+    answered with what it did. ``request_format``: the request's shape (`tools.approval.approval_request`).
     """
 
     def __init__(
         self,
         check_args: ArgsCheck | None = None,
         schema_of: Callable[[str], dict[str, Any] | None] | None = None,
+        ledger: LedgerAnswer | None = None,
         request_format: RequestFormat = "ironloop",
     ):
         self.check_args = check_args
         self.schema_of = schema_of
+        self.ledger = ledger
         self.request_format = request_format
 
     async def __call__(self, call: CallContext, proceed: Step) -> Result:
         decision = self.decide(call)
         if decision is None or decision.action == "approve":
             return await proceed(call)
-        if decision.action == "reject":
+        if decision.action in ("reject", "respond"):
+            recorded = await self.ledger(call) if self.ledger is not None and call.policy.side_effect else None
+            if recorded is not None:
+                return recorded
+            if decision.action == "respond":
+                return observations.responded(call.tool_call, call.record, decision)
             return observations.denied(call.tool_call, call.record, decision)
-        if decision.action == "respond":
-            return observations.responded(call.tool_call, call.record, decision)
         assert decision.args is not None
         edited = call.request.override(tool_call={**call.tool_call, "args": decision.args})
         message = await proceed(call.but(request=edited))
@@ -64,7 +75,7 @@ class ApprovalGate:
             return None
         try:
             schema = self.schema_of(call.name) if self.schema_of is not None else None
-            decision = ask(tool_call, reason, check=self.check_args, schema=schema, request_format=self.request_format)
+            decision = ask(tool_call, reason, check=self._check, schema=schema, request_format=self.request_format)
         except GraphInterrupt:
             if call.budget is not None:
                 call.budget.pause()
@@ -84,3 +95,10 @@ class ApprovalGate:
         record.approval = approval.as_metadata()
         call.events.approval(approval)
         return decision
+
+    def _check(self, tool: str, args: Any) -> str | None:
+        """Why edited arguments must not run: what a checkpoint cannot hold, then what the tool's schema refuses."""
+        unstorable = storable_problem(args)
+        if unstorable is not None:
+            return f"Error: {tool}: invalid arguments: {unstorable}"
+        return self.check_args(tool, args) if self.check_args is not None else None

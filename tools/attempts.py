@@ -27,7 +27,14 @@ from typing import Generic, TypeVar
 
 from ironloop.tools.budget import stop_when_budget_spent
 from ironloop.tools.circuit import Circuit, CircuitBreaker, CircuitState
-from ironloop.tools.errors import CircuitOpenError, ToolErrorReport, ToolTimeoutError, describe, error_class
+from ironloop.tools.errors import (
+    CircuitOpenError,
+    ToolErrorReport,
+    ToolTimeoutError,
+    describe,
+    error_class,
+    retry_after_of,
+)
 from ironloop.tools.hedging import race_with_hedge
 from ironloop.tools.policy import ToolPolicy
 from ironloop.tools.rate_limit import RateLimit, RateLimiter
@@ -203,6 +210,7 @@ class Timeout:
 
     async def __call__(self, context: AttemptContext, proceed: AttemptStep) -> Result:
         timeout = context.call.policy.attempt_timeout(context.deadline_at, context.timed_out_before)
+        started = time.monotonic()
         try:
             async with asyncio.timeout(timeout) as scope:
                 if timeout is None or not context.call.policy.progress_resets_timeout:
@@ -217,7 +225,16 @@ class Timeout:
                 raise  # the tool's own timeout
             context.attempt.abandoned_thread = context.call.name in self.sync_tools
             context.attempt.outcome = AttemptOutcome.TIMEOUT
-            raise ToolTimeoutError(f"no answer within {timeout:.3g} s") from exc
+            restarts = context.call.policy.progress_resets_timeout  # then a longer wait is the progress, not load
+            raise ToolTimeoutError(_timeout_text(timeout, 0.0 if restarts else time.monotonic() - started)) from exc
+
+
+def _timeout_text(timeout: float | None, waited_s: float) -> str:
+    """What the timeout was, and why the attempt took longer when it did (the loop fired the timer late)."""
+    text = f"no answer within the attempt timeout of {timeout or 0:.3g} s"
+    if timeout and waited_s > timeout * 1.5:
+        text += f" (stopped after {waited_s:.3g} s: the event loop was busy)"
+    return text
 
 
 def _restarter(scope: asyncio.Timeout, timeout: float, deadline_at: float | None) -> Callable[[], None]:
@@ -268,6 +285,8 @@ class AttemptLoop:
         def before_sleep(state: RetryCallState) -> None:
             last = record.attempts[-1]
             last.retry_in_s = round(state.upcoming_sleep, 4)
+            if state.outcome is not None and (error := state.outcome.exception()) is not None:
+                last.retry_after_s = retry_after_of(error)
             call.events.announce_attempt(record, last)
 
         retrying = policy.retrying(

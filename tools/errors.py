@@ -41,6 +41,7 @@ drawing and the classes agree.
     ├── DisallowedTypeError (ValueError)      a stored value names a type off the allow-list (checkpoints.serde)
     ├── AgentSpecError (ValueError)           ``--agent`` names no usable agent factory (distributed.agents)
     ├── FleetConfigError (ValueError)         a worker's configuration cannot work (distributed.checks)
+    ├── SettingsError (ValueError)            ironloop.toml, a setting's variable or flag cannot be used (settings)
     └── WaitTimeoutError (TimeoutError)       a submitted run did not end within the wait (distributed.submission)
 
 Outside the tree on purpose: `ironloop.commands.CommandError` (how a command exits, not what went wrong; its
@@ -260,9 +261,12 @@ def describe(exc: BaseException, *, limit: int = 300) -> str:
 
 def error_class(exc: BaseException) -> str:
     """The name recorded for an error: the class, qualified unless it is a builtin."""
-    cls = type(exc)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+    return class_name(type(exc))
+
+
+def class_name(cls: type) -> str:
+    """`error_class` of an error of class ``cls``."""
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def raise_for_status(

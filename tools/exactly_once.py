@@ -107,6 +107,18 @@ class ExactlyOnce:
         # The call ran (or should have run) in the sibling ``tools`` node of the node asking.
         parent, _, _ = record.checkpoint_ns.rpartition("|")
         key = idempotency_key_for(record.thread_id, f"{parent}|tools" if parent else "tools", record.tool_call_id)
+        return self._known(call, record, key)
+
+    async def recorded(self, call: CallContext) -> ToolMessage | None:
+        """What the ledger knows of this call, about to be answered without running (``None``: it never began)."""
+        record = call.record
+        key = idempotency_key_for(record.thread_id, record.checkpoint_ns, record.tool_call_id)
+        message = await asyncio.to_thread(self._known, call.tool_call, record, key)
+        if message is not None and record.attempts:
+            call.events.answered_from_ledger(record)
+        return message
+
+    def _known(self, call: Mapping[str, Any], record: CallRecord, key: str) -> ToolMessage | None:
         entry = self.store.get(key)
         if entry is None:
             return None
