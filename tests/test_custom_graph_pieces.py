@@ -3,6 +3,7 @@ user's own ``StateGraph`` + ``ToolNode`` and inside ``create_agent`` through the
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -109,3 +110,38 @@ async def test_orphan_repair_in_create_agent_and_in_a_users_graph(mode: str) -> 
         "HumanMessage",
         "AIMessage",
     ]
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+async def test_a_slow_sync_tool_times_out_and_is_retried_under_both_calls(mode: str) -> None:
+    """ToolNode's own sync path runs a sync tool in the caller's thread, with no timeout: the runner's hook runs it
+    on its own thread, so the timeout abandons the slow attempt and the retry answers."""
+    started: list[float] = []
+    release = threading.Event()
+
+    @tool
+    def slow(key: str) -> str:
+        """Slow the first time."""
+        started.append(1.0)
+        if len(started) == 1:
+            release.wait(30)  # the abandoned attempt's thread, let go at the end of the test
+            return "late"
+        return f"fast {key}"
+
+    runner = ToolCallRunner.for_tools([slow], {"slow": ToolPolicy(timeout_s=1.0, max_attempts=2)})
+    builder = StateGraph(AgentState)
+    builder.add_node(
+        "tools", ToolNode([slow], wrap_tool_call=runner.wrap_tool_call, awrap_tool_call=runner.awrap_tool_call)
+    )
+    builder.add_edge(START, "tools")
+    graph = builder.compile()
+    inputs = {"messages": [HumanMessage("go"), turn(call("slow", key="k"))]}
+    try:
+        state = graph.invoke(inputs) if mode == "invoke" else await graph.ainvoke(inputs)
+    finally:
+        release.set()
+    (answer,) = [m for m in state["messages"] if isinstance(m, ToolMessage)]
+    assert answer.content == "fast k"
+    attempts = metadata_of(answer)["attempts"]
+    assert [a["outcome"] for a in attempts] == ["timeout", "ok"]
+    assert attempts[0]["abandoned_thread"] is True
