@@ -642,7 +642,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     stem = f"chaos-{args.profile}"
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "chaos",
         "command": command,
         "settings": {

@@ -31,7 +31,8 @@ from ironloop.benchmarks import RESULTS_DIR
 from ironloop.terminal import ProgressBar
 
 if TYPE_CHECKING:  # LangGraph and LangChain are imported where used: `ironloop bench checkpoint --help` stays quick
-    from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata
 
 POSTGRES = "127.0.0.1:5432"
 MEASURES = ("put", "put_writes", "get_tuple", "list", "demo_task")
@@ -47,7 +48,9 @@ class Contender:
 # -- data shaped like the agent's --------------------------------------------------------------------------------
 
 
-def agent_steps(saver: BaseCheckpointSaver, steps: int) -> Iterator[tuple[Checkpoint, dict[str, Any], dict[str, Any]]]:
+def agent_steps(
+    saver: BaseCheckpointSaver, steps: int
+) -> Iterator[tuple[Checkpoint, CheckpointMetadata, ChannelVersions]]:
     """(checkpoint, metadata, new_versions) for a thread whose message list grows by a model turn and its
     observations each step, with versions made by ``saver`` itself."""
     from langchain_core.messages import AIMessage, ToolMessage
@@ -63,7 +66,7 @@ def agent_steps(saver: BaseCheckpointSaver, steps: int) -> Iterator[tuple[Checkp
             AIMessage(content="", tool_calls=[{"name": "search", "args": {"query": f"q{step}"}, "id": call_id}]),
             ToolMessage(content=f"result {step}: " + "lorem ipsum " * 20, tool_call_id=call_id, name="search"),
         ]
-        new_versions = {}
+        new_versions: ChannelVersions = {}
         for channel in ("messages", "branch:to:model"):
             versions[channel] = new_versions[channel] = saver.get_next_version(versions.get(channel), None)
         checkpoint = empty_checkpoint()
@@ -74,9 +77,9 @@ def agent_steps(saver: BaseCheckpointSaver, steps: int) -> Iterator[tuple[Checkp
         yield checkpoint, {"source": "loop", "step": step, "parents": {}}, new_versions
 
 
-def fill_thread(saver: BaseCheckpointSaver, thread_id: str, steps: int) -> dict[str, Any]:
+def fill_thread(saver: BaseCheckpointSaver, thread_id: str, steps: int) -> RunnableConfig:
     """Write ``steps`` checkpoints; returns the config of the last one."""
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
     for checkpoint, meta, new_versions in agent_steps(saver, steps):
         config = saver.put(config, checkpoint, meta, new_versions)
     return config
@@ -87,7 +90,7 @@ def fill_thread(saver: BaseCheckpointSaver, thread_id: str, steps: int) -> dict[
 
 def measure_put(saver: BaseCheckpointSaver, ops: int) -> float:
     steps = list(agent_steps(saver, ops))
-    config: dict[str, Any] = {"configurable": {"thread_id": f"put-{secrets.token_hex(4)}", "checkpoint_ns": ""}}
+    config: RunnableConfig = {"configurable": {"thread_id": f"put-{secrets.token_hex(4)}", "checkpoint_ns": ""}}
     started = time.perf_counter()
     for checkpoint, meta, new_versions in steps:
         config = saver.put(config, checkpoint, meta, new_versions)
@@ -108,7 +111,7 @@ def measure_put_writes(saver: BaseCheckpointSaver, ops: int) -> float:
 
 
 def measure_get_tuple(saver: BaseCheckpointSaver, ops: int, thread: str) -> float:
-    config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
     started = time.perf_counter()
     for _ in range(ops):
         assert saver.get_tuple(config) is not None
@@ -116,7 +119,7 @@ def measure_get_tuple(saver: BaseCheckpointSaver, ops: int, thread: str) -> floa
 
 
 def measure_list(saver: BaseCheckpointSaver, ops: int, thread: str) -> float:
-    config = {"configurable": {"thread_id": thread}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread}}
     started = time.perf_counter()
     for _ in range(ops):
         assert len(list(saver.list(config, limit=10))) == 10
@@ -129,10 +132,10 @@ def measure_demo_tasks(saver: BaseCheckpointSaver | None, tasks: int, url: str, 
     from ironloop.demo.scenario import DEMO_QUESTION
 
     agent = build_demo_agent(url, checkpointer=saver, listeners=listeners)
-    durability = {} if saver is None else {"durability": "sync"}  # langgraph 1.2 fails on it without a saver
+    durability: dict[str, Any] = {} if saver is None else {"durability": "sync"}  # 1.2 fails on it without a saver
     started = time.perf_counter()
     for _ in range(tasks):
-        config = {"configurable": {"thread_id": f"demo-{secrets.token_hex(6)}"}}
+        config: RunnableConfig = {"configurable": {"thread_id": f"demo-{secrets.token_hex(6)}"}}
         agent.invoke({"messages": [("user", DEMO_QUESTION)]}, config, **durability)
     return tasks / (time.perf_counter() - started)
 

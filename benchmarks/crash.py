@@ -880,9 +880,9 @@ class _Harness:
                 answers.setdefault(m.tool_call_id, []).append(m)
         call_ids = {c["id"] for c in calls}
         for call in calls:
-            if len(answers.get(call["id"], [])) != 1:
+            if (seen_times := len(answers.get(call["id"] or "", []))) != 1:
                 f.orphaned_calls += 1
-                problem(f"{task.thread_id}: call {call['id']} has {len(answers.get(call['id'], []))} observations")
+                problem(f"{task.thread_id}: call {call['id']} has {seen_times} observations")
         for call_id in set(answers) - call_ids:
             f.orphaned_calls += 1
             problem(f"{task.thread_id}: observation for unknown call {call_id}")
@@ -910,13 +910,14 @@ class _Harness:
         gave_up: list[str] = []
         for call in calls:
             customer, cents = call["args"]["customer_id"], call["args"]["amount_cents"]
-            entry = entries.get(call["id"])
-            seen = answers.get(call["id"], [None])[0]
+            call_id = call["id"] or ""
+            entry = entries.get(call_id)
+            seen = next(iter(answers.get(call_id, [])), None)
             if entry is None or seen is None:
                 f.ledger_inconsistencies += 1
                 problem(f"{task.thread_id}: call {call['id']} has no ledger entry or observation")
                 continue
-            if entry.key != idempotency_key_for(task.thread_id, "tools", call["id"]):
+            if entry.key != idempotency_key_for(task.thread_id, "tools", call_id):
                 f.ledger_inconsistencies += 1
                 problem(f"{task.thread_id}: call {call['id']} is recorded under an unexpected key {entry.key}")
             if entry.result != seen.content:

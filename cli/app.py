@@ -604,9 +604,11 @@ def _chat_openai(model_name: str | None, endpoint: Endpoint) -> Any:
     if not model_name:
         raise CommandError("no model: pass --model NAME or set IRONLOOP_MODEL", EXIT_USAGE)
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
 
     # max_retries=0: the agent's ModelPolicy is the one retry layer (it honours Retry-After and falls back).
-    return ChatOpenAI(model=model_name, api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=60, max_retries=0)
+    key = SecretStr(endpoint.api_key)
+    return ChatOpenAI(model=model_name, api_key=key, base_url=endpoint.base_url, timeout=60, max_retries=0)
 
 
 # -- inspecting -------------------------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ class TrajectoryPrinter:
                 f"        model {event['model']} gave up after {event['attempts']} attempt(s): {event['error']}"
             )
         elif kind == "tool_approval":
-            verb = {"approve": "APPROVED", "reject": "REJECTED", "edit": "EDITED"}.get(event.get("action"), "?")
+            verb = {"approve": "APPROVED", "reject": "REJECTED", "edit": "EDITED"}.get(str(event.get("action")), "?")
             line = f"        {call}  {verb} by {event.get('by') or 'a human'}"
             if event.get("args") is not None:
                 line += f": args {_args(event['args'])}"

@@ -67,7 +67,7 @@ def payments_script(messages: Sequence[BaseMessage]) -> AIMessage:
     observations = {m.tool_call_id: m for m in run if isinstance(m, ToolMessage)}
     done, problems = [], []
     for call in turns[-1].tool_calls:
-        seen = observations.get(call["id"])
+        seen = observations.get(call["id"] or "")
         match = _CHARGED.match(seen.text) if seen is not None and seen.status != "error" else None
         customer, amount = call["args"].get("customer_id"), call["args"].get("amount_cents", 0)
         if match:
@@ -112,10 +112,12 @@ def population_script(messages: Sequence[BaseMessage]) -> AIMessage:
     last_calls = turns[-1].tool_calls
     stated = stated_kind([m for m in run if isinstance(m, ToolMessage)])
     if last_calls and all(c["name"] == "search" for c in last_calls):
-        return _after_search(places, [observations.get(c["id"]) for c in last_calls], asked_kind(question), stated)
+        return _after_search(
+            places, [observations.get(c["id"] or "") for c in last_calls], asked_kind(question), stated
+        )
     if len(last_calls) == 1 and last_calls[0]["name"] == "calc":
-        expr = last_calls[0]["args"].get("expr", "")
-        return _after_calc(places, expr, observations.get(last_calls[0]["id"]), stated)
+        calc = last_calls[0]
+        return _after_calc(places, calc["args"].get("expr", ""), observations.get(calc["id"] or ""), stated)
     return AIMessage(content=f"I could not complete the task: unexpected state after {len(turns)} turns.")
 
 

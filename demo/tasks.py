@@ -21,6 +21,7 @@ from ironloop.demo.services.search import bundled_corpus
 from ironloop.graph.state import current_run
 from ironloop.tools.records import metadata_of
 from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 EXPECTED_MODEL_CALLS = 3
@@ -124,7 +125,7 @@ async def run_demo_tasks(
 
     async def one(index: int) -> None:
         async with gate:
-            config = {"configurable": {"thread_id": f"{prefix}-{index}"}}
+            config: RunnableConfig = {"configurable": {"thread_id": f"{prefix}-{index}"}}
             started = time.perf_counter()
             state = await agent.ainvoke({"messages": [("user", question)]}, config)
             stats.results.append(judge(state["messages"], expected, time.perf_counter() - started))

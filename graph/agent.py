@@ -15,6 +15,7 @@ kept as pending writes, and are not run again when the decision arrives. The ``t
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_type_hints
 
@@ -40,7 +41,6 @@ from ironloop.tools.untrusted import check_state_schema
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from langchain_openai.chat_models.base import BaseChatOpenAI
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -248,8 +248,15 @@ def bind_tools(model: BaseChatModel, tools: list[BaseTool]) -> Runnable:
     if not tools:
         return model
     try:
-        if isinstance(model, BaseChatOpenAI):
+        if _is_openai_model(model):
             return model.bind_tools(openai_tool_specs(tools), parallel_tool_calls=True)
         return model.bind_tools(tools)
     except (AttributeError, NotImplementedError) as exc:
         raise TypeError(f"{type(model).__name__} cannot bind tools; ironloop needs a tool-calling chat model") from exc
+
+
+def _is_openai_model(model: Any) -> bool:
+    """A langchain-openai chat model, found without importing langchain-openai (and the OpenAI SDK, a second of
+    start-up) for the other models: an instance of its classes exists only once it was imported."""
+    module = sys.modules.get("langchain_openai.chat_models.base")
+    return module is not None and isinstance(model, module.BaseChatOpenAI)

@@ -14,6 +14,7 @@ from ironloop.graph.state import AgentState, current_run, turns_taken
 from ironloop.tools.budget import Budgets, RunBudget, task_key
 from ironloop.tools.records import was_rejected
 from ironloop.tools.runner import ToolCallRunner
+from ironloop.tools.storable import storable_turn
 from ironloop.tools.untrusted import tainted_by
 from ironloop.tools.validation import Rejection, ToolCatalog
 from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolMessage
@@ -65,13 +66,14 @@ class ReActLoop:
         return self.budgets.for_task(task_key(thread_id, state["messages"]))
 
     def call_model(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
-        """Ask the model for its next step (the task's budget starts at its first model call)."""
+        """Ask the model for its next step (the task's budget starts at its first model call). A call whose
+        arguments a checkpoint cannot hold is made invalid before the turn is stored (`tools.storable`)."""
         self._budget(state, config)
-        return {"messages": [self.caller.invoke(self._prompt(state), config)]}
+        return {"messages": [storable_turn(self.caller.invoke(self._prompt(state), config))]}
 
     async def acall_model(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
         self._budget(state, config)
-        return {"messages": [await self.caller.ainvoke(self._prompt(state), config)]}
+        return {"messages": [storable_turn(await self.caller.ainvoke(self._prompt(state), config))]}
 
     def route_model_output(
         self, state: AgentState, config: RunnableConfig

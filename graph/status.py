@@ -59,6 +59,7 @@ def state_reader(checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
         idempotency_store=MemoryIdempotencyStore(),
         task_budget=None,
         credentials=None,
+        telemetry=False,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,7 @@ def test_paused_in_one_process_approved_in_another(world) -> None:
     assert "untrusted" in first.stderr
     assert payments.snapshot() == []  # the process is gone; the call waits in the checkpoint store
     listed = run_cli(db, "threads")
-    assert f"{thread} " in listed.stdout and "waiting for approval (charge_card(" in listed.stdout
+    assert re.search(rf"{thread} .* waiting for approval +charge_card\(", listed.stdout), listed.stdout
 
     again = run_cli(db, "resume", thread, *model)  # no decision given, stdin not a terminal: still paused
     assert again.returncode == EXIT_PAUSED and payments.snapshot() == []

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from ironloop.tools.storable import storable_problem
+from ironloop.tools.storable import UNSTORABLE, storable_problem
 from jsonschema import Draft202012Validator
 from jsonschema import ValidationError as SchemaViolation
 from jsonschema.protocols import Validator
@@ -102,8 +102,12 @@ class ToolCatalog:
         for bad in message.invalid_tool_calls:
             name = bad.get("name") or ""
             raw = bad.get("args") or ""
-            detail = f" ({bad['error']})" if bad.get("error") else ""
-            reason = f"Error: {name or 'the call'}: the arguments are not valid JSON{detail}: {raw[:200]!r}."
+            error = bad.get("error") or ""
+            if error.startswith(UNSTORABLE):  # JSON, but not what a checkpoint can hold (`tools.storable`)
+                reason = f"Error: {name}: invalid arguments: {error.removeprefix(UNSTORABLE)}: {raw[:200]}."
+            else:
+                detail = f" ({error})" if error else ""
+                reason = f"Error: {name or 'the call'}: the arguments are not valid JSON{detail}: {raw[:200]!r}."
             if name in self.tools:
                 reason += f" Expected arguments: {self.schema_text(name)}"
             else:
