@@ -111,7 +111,7 @@ def _listened(callbacks: Any) -> bool:
     """True if some handler would see the attempt's run: one in the config, or LangSmith tracing switched on.
     (Checked before making a callback manager, which costs about a millisecond.)"""
     handlers = callbacks.handlers if isinstance(callbacks, BaseCallbackManager) else callbacks
-    return bool(handlers) or tracing_is_enabled()
+    return bool(handlers) or bool(tracing_is_enabled())
 
 
 def _config_of(context: AttemptContext) -> RunnableConfig:
