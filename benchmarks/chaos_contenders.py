@@ -5,6 +5,8 @@ Every contender gets the same model (`ScriptedChatModel` playing `graph.scenario
 differ only in what runs the tool calls:
 
 - ``ironloop``: `graph.demo.build_demo_agent` (the built-in policies, no checkpointer);
+- ``ironloop_middleware``: ``create_agent`` with `graph.middleware.IronloopToolMiddleware` under the same
+  built-in policies and ironloop's own (keyed) ``charge_card``: the runtime inside the agent users already build;
 - ``create_agent``: ``langchain.agents.create_agent`` with ``ToolRetryMiddleware()`` at its defaults, the
   strongest stock configuration users build today;
 - ``create_react_agent``: ``langgraph.prebuilt.create_react_agent`` at its defaults;
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # the contenders' packages are imported when one is built: `b
 
 CONTENDERS: dict[str, str] = {
     "ironloop": "ironloop (default policies)",
+    "ironloop_middleware": "create_agent + ironloop middleware",
     "create_agent": "create_agent + ToolRetryMiddleware()",
     "create_react_agent": "create_react_agent (defaults)",
     "plain_loop": "hand-written loop (3 tries, fixed back-off)",
@@ -50,7 +53,7 @@ CONTENDERS: dict[str, str] = {
 }
 """Contender key → the label printed in tables and plots."""
 
-DEFAULT_CONTENDERS = ("ironloop", "create_agent", "create_react_agent", "plain_loop")
+DEFAULT_CONTENDERS = ("ironloop", "ironloop_middleware", "create_agent", "create_react_agent", "plain_loop")
 STOCK_CONTENDERS = ("create_agent", "create_react_agent", "plain_loop", "create_agent_mcp")
 MCP_CONTENDERS = ("ironloop_mcp", "create_agent_mcp")
 """Contenders whose search is an MCP tool: their services also serve search over MCP."""
@@ -182,6 +185,17 @@ def build_ironloop(url: str) -> Contender:
     return GraphContender("ironloop", build_demo_agent(url))
 
 
+def build_ironloop_middleware(url: str) -> Contender:
+    from ironloop.graph.middleware import IronloopToolMiddleware
+    from ironloop.tools.builtin import BUILTIN_POLICIES, builtin_tools
+    from langchain.agents import create_agent
+
+    middleware = IronloopToolMiddleware(BUILTIN_POLICIES)
+    return GraphContender(
+        "ironloop_middleware", create_agent(scripted_model(), builtin_tools(url), middleware=[middleware])
+    )
+
+
 def build_create_agent(url: str) -> Contender:
     from langchain.agents import create_agent
     from langchain.agents.middleware import ToolRetryMiddleware
@@ -255,6 +269,7 @@ async def make_create_agent_mcp(url: str, mcp_url: str) -> tuple[Runnable, Any]:
 
 BUILDERS: dict[str, Callable[[str], Contender]] = {
     "ironloop": build_ironloop,
+    "ironloop_middleware": build_ironloop_middleware,
     "create_agent": build_create_agent,
     "create_react_agent": build_create_react_agent,
     "plain_loop": build_plain_loop,

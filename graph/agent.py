@@ -17,33 +17,35 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from ironloop.graph.loop_guard import DEFAULT_LOOP_LIMIT
 from ironloop.graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPolicy, model_name
 from ironloop.graph.nodes import ReActLoop
+from ironloop.graph.repair import OrphanRepair
 from ironloop.graph.state import AgentState, InputState
+from ironloop.graph.structured import StructuredAnswer, with_structured_response
 from ironloop.graph.tool_node import PolicyToolNode
 from ironloop.observability import agent_telemetry
+from ironloop.tools.approval import RequestFormat
 from ironloop.tools.budget import Budgets, TaskBudget
-from ironloop.tools.containment import contain
-from ironloop.tools.credentials import Credentials, check_grants
+from ironloop.tools.credentials import Credentials
 from ironloop.tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
 from ironloop.tools.records import CallListener
-from ironloop.tools.redaction import scrubbing_tool
 from ironloop.tools.runner import DEFAULT_MAX_RESULT_CHARS, ToolCallRunner
 from ironloop.tools.schemas import openai_tool_specs
 from ironloop.tools.sentinels import DEFAULT, Default
-from ironloop.tools.threads import DEFAULT_MAX_THREADS, ToolThreads, is_sync_only
-from ironloop.tools.validation import ToolCatalog
+from ironloop.tools.threads import DEFAULT_MAX_THREADS
+from ironloop.tools.untrusted import check_state_schema
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from langchain_core.tools import tool as create_tool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from typing_extensions import TypedDict
 
 if TYPE_CHECKING:
     from ironloop.observability.telemetry import Telemetry
@@ -52,7 +54,7 @@ DEFAULT_TASK_BUDGET = TaskBudget()
 
 
 def build_agent(
-    model: BaseChatModel,
+    model: BaseChatModel | str,
     tools: Sequence[BaseTool | Callable[..., Any]],
     *,
     policies: Mapping[str, ToolPolicy] | None = None,
@@ -63,7 +65,7 @@ def build_agent(
     max_concurrency: int = DEFAULT_MAX_THREADS,
     listeners: Iterable[CallListener] = (),
     model_policy: ModelPolicy = DEFAULT_MODEL_POLICY,
-    fallback_models: Sequence[BaseChatModel] = (),
+    fallback_models: Sequence[BaseChatModel | str] = (),
     loop_limit: int = DEFAULT_LOOP_LIMIT,
     max_result_chars: int | None = DEFAULT_MAX_RESULT_CHARS,
     idempotency_store: IdempotencyStore | Default = DEFAULT,
@@ -71,10 +73,16 @@ def build_agent(
     credentials: Credentials | Default | None = DEFAULT,
     name: str = "ironloop",
     telemetry: bool | Telemetry | None = None,
+    state_schema: type[AgentState] | None = None,
+    context_schema: type[Any] | None = None,
+    store: BaseStore | None = None,
+    response_format: Any = None,
+    approval_format: RequestFormat = "ironloop",
 ) -> CompiledStateGraph:
     """Compile a ReAct agent whose tool calls run under per-tool policies.
 
-    ``model`` is any LangChain chat model with ``bind_tools``; ``tools`` are LangChain tools or plain
+    ``model`` is any LangChain chat model with ``bind_tools``, or its name for LangChain's ``init_chat_model``
+    (``"openai:gpt-4.1"``; needs ``langchain``); ``tools`` are LangChain tools or plain
     functions with type hints and a docstring; ``policies`` maps a tool name to its `ToolPolicy`
     (``default_policy``, `DEFAULT_POLICY` unless given, covers the rest). ``max_turns`` caps model calls per user
     message; when it is spent the run ends with an answer that says so. ``max_concurrency`` caps the calls (and
@@ -92,8 +100,16 @@ def build_agent(
     endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``), ``$IRONLOOP_OTEL`` is set or the program installed
     a tracer provider; ``True``/``False`` force it; a `observability.telemetry.Telemetry` reports to its providers.
 
-    ``None`` always means "none" or "off" (``telemetry`` aside): no checkpointer, no system prompt, no cap on results
-    (``max_result_chars``), no task budget, no credentials. Arguments for which "none" means nothing (the
+    As in ``create_agent``: ``state_schema`` extends `AgentState` (``class MyState(ironloop.AgentState)``),
+    ``context_schema`` types the run's ``context`` (tools read it through ``ToolRuntime``), ``store`` is the
+    graph's long-term store, and ``response_format`` (a Pydantic model, TypedDict or JSON schema) adds a
+    structured final answer, ``structured_response``, made by one more model call (`graph.structured`).
+    ``approval_format="langchain"`` adds LangChain's HITL keys to approval requests (`tools.approval`).
+    LangChain's ``AgentMiddleware`` is not taken: to combine it with ironloop's runtime, use ``create_agent``
+    with `graph.middleware.IronloopToolMiddleware`.
+
+    ``None`` always means "none" or "off" (``telemetry`` aside): no checkpointer, no system prompt, no cap on
+    results (``max_result_chars``), no task budget, no credentials. Arguments for which "none" means nothing (the
     policies, the ledger) do not take ``None``; leave them out for their default.
     """
     for argument, value in (
@@ -107,49 +123,39 @@ def build_agent(
         raise ValueError(f"max_turns must be at least 1, got {max_turns}")
     if loop_limit < 1:
         raise ValueError(f"loop_limit must be at least 1, got {loop_limit}")
-    catalog = ToolCatalog(t if isinstance(t, BaseTool) else create_tool(t) for t in tools)
-    if unknown := sorted(set(policies or {}) - set(catalog.tools)):
-        raise ValueError(f"policies given for tools the agent does not have: {', '.join(unknown)}")
-    credential_needs = check_grants(
-        catalog.tools, {n: (policies or {}).get(n, default_policy).credentials for n in catalog.tools}
-    )
-
+    state: type = AgentState if state_schema is None else checked_state(state_schema)
+    models = [chat_model(m) for m in (model, *fallback_models)]
     if idempotency_store is DEFAULT:
         idempotency_store = default_idempotency_store(checkpointer)
-    threads = ToolThreads(max_concurrency)
     budgets = Budgets(task_budget) if task_budget is not None else None
     reporter = agent_telemetry(telemetry)
-    observed = None
-    if reporter is not None:
-        circuits = [n for n in catalog.tools if (policies or {}).get(n, default_policy).circuit_breaker is not None]
-        observed = reporter.for_agent(name, checkpointer, [model, *fallback_models], circuits)
-        listeners = [*listeners, observed.tools]
-    runner = ToolCallRunner(
+    runner = ToolCallRunner.for_tools(
+        tools,
         policies,
         default_policy,
         listeners=listeners,
-        sync_tools=[name for name, t in catalog.tools.items() if is_sync_only(t)],
         max_result_chars=max_result_chars,
         idempotency_store=idempotency_store,
         budgets=budgets,
         credentials=credentials,
-        credential_needs=credential_needs,
-        check_args=catalog.check,
-        args_schemas=catalog.parameters,
-        threads=threads,
+        max_concurrency=max_concurrency,
+        approval_format=approval_format,
+        state_schema=state,
     )
-    node_tools = [contain(threads.offload(t)) for t in catalog.tools.values()]
-    node_tools = [
-        scrubbing_tool(t, lambda: runner.credentials.redact) if t.name in credential_needs else t for t in node_tools
-    ]
+    catalog = runner.catalog
+    observed = None
+    if reporter is not None:
+        circuits = [n for n in catalog.tools if runner.policy_for(n).circuit_breaker is not None]
+        observed = reporter.for_agent(name, checkpointer, models, circuits)
+        runner.listeners.append(observed.tools)
     tool_node = PolicyToolNode(
-        node_tools,
+        [runner.prepare(t) for t in catalog.tools.values()],
         awrap_tool_call=runner.awrap_tool_call,
         handle_tool_errors=False,  # the runner turns every failure into an observation itself
     )
     tool_list = list(catalog.tools.values())
     caller = ModelCaller(
-        [(model_name(m), bind_tools(m, tool_list)) for m in (model, *fallback_models)],
+        [(model_name(m), bind_tools(m, tool_list)) for m in models],
         model_policy,
         observer=observed.models if observed is not None else None,
     )
@@ -163,23 +169,66 @@ def build_agent(
         budgets=budgets,
     )
 
-    builder = StateGraph(AgentState, input_schema=InputState)
+    answer = StructuredAnswer(models[0], response_format, model_policy, system_prompt) if response_format else None
+    if answer is not None:
+        state = with_structured_response(state)
+    inputs = InputState if state_schema is None else input_schema_of(state_schema)
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(state, input_schema=inputs, context_schema=context_schema)
     builder.add_node("model", loop.call_model_node())
     builder.add_node("tools", tool_node)
     builder.add_node("reject", loop.reject_call)
     builder.add_node("finish", loop.finish_out_of_budget)
-    builder.add_node("repair", loop.repair_orphans)
-    builder.add_conditional_edges(START, loop.route_start, ["repair", "model"])
+    repair = OrphanRepair(runner)
+    builder.add_node("repair", repair)
+    builder.add_conditional_edges(START, repair.route, ["repair", "model"])
     builder.add_edge("repair", "model")
-    builder.add_conditional_edges("model", loop.route_model_output, ["tools", "reject", "finish", END])
+    if answer is None:
+        builder.add_conditional_edges("model", loop.route_model_output, ["tools", "reject", "finish", END])
+    else:
+        builder.add_node("respond", answer.node())
+        builder.add_edge("respond", END)
+        builder.add_conditional_edges(
+            "model", answer.routed(loop.route_model_output), ["tools", "reject", "finish", "respond"]
+        )
     builder.add_edge("tools", "model")
     builder.add_edge("reject", "model")
     builder.add_edge("finish", END)
-    compiled = builder.compile(checkpointer=checkpointer, name=name)
+    compiled = builder.compile(checkpointer=checkpointer, store=store, name=name)
     # LangGraph's sync runner sizes its task pool from max_concurrency (default: cores + 4 threads).
     if observed is not None:  # the run handler opens each run's invoke_agent span
         return compiled.with_config(max_concurrency=max_concurrency, callbacks=[observed.runs])
     return compiled.with_config(max_concurrency=max_concurrency)
+
+
+def chat_model(model: BaseChatModel | str) -> BaseChatModel:
+    """A chat model, or one named as LangChain's ``init_chat_model`` reads it (``"openai:gpt-4.1"``)."""
+    if not isinstance(model, str):
+        return model
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError:
+        raise ImportError(
+            f"a model given by name ({model!r}) needs langchain: pip install 'ironloop[langchain]'"
+        ) from None
+    return init_chat_model(model)
+
+
+def checked_state(schema: type[AgentState]) -> type[AgentState]:
+    """``schema`` if it has every channel the agent uses (it extends `AgentState`), else a one-line `ValueError`."""
+    check_state_schema(schema)
+    hints = get_type_hints(schema, include_extras=True)
+    if missing := [key for key in get_type_hints(AgentState) if key not in hints]:
+        raise ValueError(
+            f"build_agent(state_schema={schema.__name__}): it has no {', '.join(missing)}; subclass ironloop.AgentState"
+        )
+    return schema
+
+
+def input_schema_of(schema: type[AgentState]) -> type:
+    """What a caller may pass: the state's channels but the managed ``remaining_steps`` (LangGraph refuses it)."""
+    hints = get_type_hints(schema, include_extras=True)
+    hints.pop("remaining_steps", None)
+    return TypedDict(f"{schema.__name__}Input", hints, total=False)  # type: ignore[operator]
 
 
 def default_idempotency_store(checkpointer: BaseCheckpointSaver | None) -> IdempotencyStore:

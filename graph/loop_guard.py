@@ -2,20 +2,25 @@
 
 Models sometimes repeat a call with the same arguments, hoping for a different answer. After ``limit``
 identical calls (same tool, same arguments) in one task, the next is answered with a note saying so and the
-last result, so the model moves on; the turn budget still ends a run that never does.
+last result, so the model moves on; the turn budget still ends a run that never does. `build_agent` checks each
+turn's calls before dispatch; `LoopGuard` does the same for one call at a time in any ``ToolNode`` (and in
+`graph.middleware.IronloopToolMiddleware`).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ironloop.graph.state import current_run
 from ironloop.tools.records import was_rejected
+from ironloop.tools.runner import SyncExecute, ToolCallRunner
+from ironloop.tools.steps import Execute, Result
 from ironloop.tools.untrusted import unwrap_untrusted, wrap_untrusted
 from ironloop.tools.validation import Rejection
 from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
+from langgraph.prebuilt.tool_node import ToolCallRequest
 
 DEFAULT_LOOP_LIMIT = 3
 
@@ -72,3 +77,33 @@ def _last_results(messages: Sequence[AnyMessage]) -> dict[tuple[str, str], str]:
                 if call["id"] in by_id:
                     results[call_key(call)] = by_id[call["id"]]
     return results
+
+
+class LoopGuard:
+    """The loop guard for any ``ToolNode``: ``runner``'s hooks with a check in front, so a call identical to
+    ``limit`` earlier ones in the task is answered with the refusal (and the last result) instead of being run.
+
+        guard = LoopGuard(runner)
+        ToolNode(tools, wrap_tool_call=guard.wrap_tool_call, awrap_tool_call=guard.awrap_tool_call)
+    """
+
+    def __init__(self, runner: ToolCallRunner, limit: int = DEFAULT_LOOP_LIMIT):
+        if limit < 1:
+            raise ValueError(f"loop_limit must be at least 1, got {limit}")
+        self.runner = runner
+        self.limit = limit
+
+    def refusal(self, request: ToolCallRequest) -> ToolMessage | None:
+        """The answer to a repeated call, or ``None`` to run it (the state's last message is the call's turn)."""
+        state = request.state
+        messages = state.get("messages", []) if isinstance(state, Mapping) else state if isinstance(state, list) else []
+        _, refused = refuse_repeats(messages, [request.tool_call], self.limit)
+        if not refused:
+            return None
+        return self.runner.reject(refused[0], request.runtime.config, request.runtime.stream_writer)
+
+    def wrap_tool_call(self, request: ToolCallRequest, execute: SyncExecute) -> Result:
+        return self.refusal(request) or self.runner.wrap_tool_call(request, execute)
+
+    async def awrap_tool_call(self, request: ToolCallRequest, execute: Execute) -> Result:
+        return self.refusal(request) or await self.runner.awrap_tool_call(request, execute)

@@ -10,18 +10,17 @@ from typing import Any, Literal, cast
 
 from ironloop.graph.loop_guard import refuse_repeats
 from ironloop.graph.model_call import ModelCaller
-from ironloop.graph.state import AgentState, current_run, orphaned_calls, turns_taken
+from ironloop.graph.state import AgentState, current_run, turns_taken
 from ironloop.tools.budget import Budgets, RunBudget, task_key
 from ironloop.tools.records import was_rejected
 from ironloop.tools.runner import ToolCallRunner
 from ironloop.tools.storable import storable_turn
 from ironloop.tools.untrusted import tainted_by
 from ironloop.tools.validation import Rejection, ToolCatalog
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, RemoveMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
 from langgraph.graph import END
-from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.prebuilt.tool_node import ToolCallWithContext
 from langgraph.types import Send
 
@@ -75,35 +74,6 @@ class ReActLoop:
     async def acall_model(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
         self._budget(state, config)
         return {"messages": [storable_turn(await self.caller.ainvoke(self._prompt(state), config))]}
-
-    def route_start(self, state: AgentState) -> Literal["repair", "model"]:
-        """Before the model speaks: answer any tool call left without an observation first."""
-        return "repair" if orphaned_calls(state["messages"]) else "model"
-
-    def repair_orphans(self, state: AgentState, config: RunnableConfig) -> dict[str, list[Any]]:
-        """Give every orphaned call its observation, right after its model message (providers require it).
-
-        Orphans appear when a run stopped mid-turn and the thread then got new input instead of a resume.
-        A side-effect call gets what the idempotency ledger knows (its recorded result, or "outcome
-        unknown"); any other call is answered as interrupted, not run behind the user's back.
-        """
-        messages = state["messages"]
-        answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
-        rebuilt: list[BaseMessage] = []
-        owed: list[BaseMessage] = []
-        made: list[BaseMessage] = []
-        for message in messages:
-            if owed and not isinstance(message, ToolMessage):
-                rebuilt += owed
-                owed = []
-            rebuilt.append(message)
-            if isinstance(message, AIMessage):
-                owed = [self.runner.orphan_answer(c, config) for c in message.tool_calls if c["id"] not in answered]
-                made += owed
-        taint = {"untrusted_sources": tainted_by(made)}
-        if len(rebuilt) == len(messages):  # every orphan belongs after the last message: appending is enough
-            return {"messages": owed, **taint}
-        return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *rebuilt, *owed], **taint}
 
     def route_model_output(
         self, state: AgentState, config: RunnableConfig

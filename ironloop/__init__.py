@@ -22,6 +22,9 @@ _EXPORTS: dict[str, str] = {
     "build_agent": "ironloop.graph.agent",
     "AgentState": "ironloop.graph.state",
     "InputState": "ironloop.graph.state",
+    "IronloopToolMiddleware": "ironloop.graph.middleware",
+    "merge_sources": "ironloop.tools.untrusted",
+    "UntrustedChannelWarning": "ironloop.tools.untrusted",
     "ModelPolicy": "ironloop.graph.model_call",
     "ModelUnavailableError": "ironloop.tools.errors",
     # one call's policy and its pieces
@@ -47,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "Snapshot": "ironloop.tools.idempotency",
     # approval and credentials
     "Approve": "ironloop.tools.approval",
+    "Respond": "ironloop.tools.approval",
     "Reject": "ironloop.tools.approval",
     "Edit": "ironloop.tools.approval",
     "Credentials": "ironloop.tools.credentials",
@@ -81,6 +85,7 @@ __all__ = [
     "InputState",
     "InvalidToolCallError",
     "IronloopError",
+    "IronloopToolMiddleware",
     "ModelPolicy",
     "ModelUnavailableError",
     "PermanentToolError",
@@ -89,6 +94,7 @@ __all__ = [
     "Reconciled",
     "Reconciliation",
     "Reject",
+    "Respond",
     "SQLAlchemySaver",
     "SandboxLimits",
     "Secret",
@@ -99,10 +105,12 @@ __all__ = [
     "ToolPolicy",
     "ToolTimeoutError",
     "TransientToolError",
+    "UntrustedChannelWarning",
     "__version__",
     "build_agent",
     "current_idempotency_key",
     "make_run_python_tool",
+    "merge_sources",
     "run_python",
 ]
 
@@ -110,9 +118,10 @@ if TYPE_CHECKING:
     from ironloop.checkpoints.errors import CheckpointStoreError, DatabaseUnavailableError
     from ironloop.checkpoints.saver import SQLAlchemySaver
     from ironloop.graph.agent import build_agent
+    from ironloop.graph.middleware import IronloopToolMiddleware
     from ironloop.graph.model_call import ModelPolicy
     from ironloop.graph.state import AgentState, InputState
-    from ironloop.tools.approval import Approve, Edit, Reject
+    from ironloop.tools.approval import Approve, Edit, Reject, Respond
     from ironloop.tools.budget import TaskBudget
     from ironloop.tools.circuit import CircuitBreaker
     from ironloop.tools.credentials import Credentials, Secret
@@ -138,6 +147,7 @@ if TYPE_CHECKING:
     from ironloop.tools.runner import ToolCallRunner
     from ironloop.tools.sandbox import SandboxLimits, make_run_python_tool, run_python
     from ironloop.tools.sentinels import NO_FALLBACK
+    from ironloop.tools.untrusted import UntrustedChannelWarning, merge_sources
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -41,6 +41,14 @@ def test_ironloop_under_faults(profile: str, tasks: int) -> None:
     assert summary["success_rate"] >= 0.99, summary["sample_failures"]
 
 
+def test_create_agent_with_the_ironloop_middleware_under_the_reference_faults() -> None:
+    summary = chaos("reference", 150, ["ironloop_middleware"])["ironloop_middleware"]
+    assert summary["tasks"] == 150 and summary["payment_tasks"] > 5
+    assert summary["hangs"] == 0
+    assert summary["duplicates"] == 0 and summary["missing_charges"] == 0
+    assert summary["success_rate"] >= 0.99, summary["sample_failures"]
+
+
 def test_ironloop_through_an_outage() -> None:
     summary = chaos("outage", 160, ["ironloop"])["ironloop"]
     assert summary["hangs"] == 0 and summary["errors"] == 0

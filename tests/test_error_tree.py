@@ -18,6 +18,7 @@ OUTSIDE_THE_TREE = {
     "ironloop.cli.decisions.NothingToDecide": "control flow inside the command line",
     "ironloop.cli.decisions.ContinuedElsewhere": "control flow inside the command line",
     "ironloop.cli.app._Stopped": "control flow inside the command line (SIGTERM)",
+    "ironloop.tools.untrusted.UntrustedChannelWarning": "a warning category (UserWarning), never raised",
 }
 
 

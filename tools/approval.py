@@ -7,11 +7,16 @@ run again when the paused call is resumed.
 
 When approval is needed is a small strategy (`ApprovalMode`): ``"never"``, ``"always"``, or ``"on_untrusted"``
 (only once untrusted tool output has entered the thread: the model may be following instructions injected into
-it). The answer is a decision: `Approve`, `Reject` (with a reason the model is shown) or `Edit` (new arguments,
-validated against the tool's schema like any model call). Those are plain dicts, so LangGraph Studio users type
-the same thing as JSON (``{"action": "approve"}``) and the checkpoint stores nothing but JSON; `parse_decision`
-accepts both, and a few shorthands (``"approve"``, ``"a"``, ``True``). An answer that cannot be used (an
-unknown action, edited arguments the schema refuses) is asked again, with the problem in the new request.
+it). The answer is a decision: `Approve`, `Reject` (with a reason the model is shown), `Edit` (new arguments,
+validated against the tool's schema like any model call) or `Respond` (the human answers in the tool's place).
+Those are plain dicts, so LangGraph Studio users type the same thing as JSON (``{"action": "approve"}``) and the
+checkpoint stores nothing but JSON; `parse_decision` accepts both, a few shorthands (``"approve"``, ``"a"``,
+``True``), and LangChain's ``HumanInTheLoopMiddleware`` decisions (``{"type": "approve"}``, ``{"type": "edit",
+"edited_action": {...}}``, ``{"type": "reject", "message": ...}``, ``{"type": "respond", "message": ...}``,
+alone or as ``{"decisions": [one]}``), so its clients (Agent Chat UI) can answer. With
+``request_format="langchain"`` the request also carries LangChain's ``action_requests``/``review_configs``. An
+answer that cannot be used (an unknown action, edited arguments the schema refuses) is asked again, with the
+problem in the new request.
 """
 
 from __future__ import annotations
@@ -29,7 +34,11 @@ APPROVAL_MODES: tuple[ApprovalMode, ...] = ("never", "always", "on_untrusted")
 INTERRUPT_KIND = "tool_approval"
 """``payload["kind"]`` of an approval request, so a client can tell it from other interrupts."""
 
-Action = Literal["approve", "reject", "edit"]
+Action = Literal["approve", "reject", "edit", "respond"]
+
+RequestFormat = Literal["ironloop", "langchain"]
+"""How an approval request is shaped: ironloop's keys alone, or with LangChain's HITL keys as well."""
+REQUEST_FORMATS: tuple[RequestFormat, ...] = ("ironloop", "langchain")
 
 ArgsCheck = Callable[[str, Any], "str | None"]
 """``check(tool, args)``: why the arguments must not run (the same check as a model's call), or ``None``."""
@@ -56,6 +65,13 @@ class Edit(dict[str, Any]):
         super().__init__(_present(action="edit", args=dict(args), by=by, reason=reason))
 
 
+class Respond(dict[str, Any]):
+    """Do not run the call; ``message`` is the tool's answer the model gets (LangChain's ``respond``)."""
+
+    def __init__(self, message: str, *, by: str | None = None):
+        super().__init__(_present(action="respond", reason=message, by=by))
+
+
 def _present(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -67,6 +83,7 @@ class Decision:
     action: Action
     by: str | None = None
     reason: str | None = None
+    """Why (a rejection's is shown to the model); with ``respond``, the answer the model gets as the tool's."""
     args: dict[str, Any] | None = None
     """With ``edit``: the arguments the call runs with."""
 
@@ -88,11 +105,15 @@ _SHORTHANDS: dict[str, Action] = {
     "n": "reject",
     "e": "edit",
     "edit": "edit",
+    "respond": "respond",
+    "response": "respond",
 }
 
 
-def parse_decision(value: Any) -> Decision:
-    """The decision in a resume value: a dict (`Approve`, `Reject`, `Edit`, or typed JSON), a word, or a bool.
+def parse_decision(value: Any, tool: str | None = None) -> Decision:
+    """The decision in a resume value: a dict (`Approve`, `Reject`, `Edit`, `Respond`, typed JSON, or a LangChain
+    HITL decision, alone or as a one-decision batch), a word, or a bool. ``tool``: the call's tool, which a
+    LangChain edit's ``edited_action`` must name.
 
     Raises `ValueError` saying what is accepted, for anything else.
     """
@@ -107,18 +128,22 @@ def parse_decision(value: Any) -> Decision:
                 value = json.loads(text)
             except ValueError:
                 raise ValueError(f"the answer is not valid JSON: {text[:100]!r}") from None
-        elif text.lower() in _SHORTHANDS and _SHORTHANDS[text.lower()] != "edit":
+        elif text.lower() in _SHORTHANDS and _SHORTHANDS[text.lower()] not in ("edit", "respond"):
             return Decision(_SHORTHANDS[text.lower()])
     if not isinstance(value, Mapping):
         raise ValueError(f"expected {DECISION_HELP}; got {value!r:.100}")
-    raw = value.get("action", value.get("decision"))
+    if "decisions" in value:
+        return parse_decision(_only_decision(value["decisions"]), tool)
+    raw = value.get("action", value.get("decision", value.get("type")))
     action = _SHORTHANDS.get(str(raw).strip().lower()) if raw is not None else None
     if action is None:
         raise ValueError(f"unknown action {raw!r}; expected {DECISION_HELP}")
     by = _text(value.get("by"), "by")
     reason = _text(value.get("reason", value.get("message")), "reason")
+    if action == "respond" and reason is None:
+        raise ValueError('a respond decision needs "message": the answer the model gets in the tool\'s place')
     if action == "edit":
-        args = value.get("args", value.get("arguments"))
+        args = _edited_args(value, tool)
         if isinstance(args, str):
             try:
                 args = json.loads(args)
@@ -130,7 +155,34 @@ def parse_decision(value: Any) -> Decision:
     return Decision(action, by, reason)
 
 
-DECISION_HELP = '{"action": "approve"}, {"action": "reject", "reason": "..."} or {"action": "edit", "args": {...}}'
+def _only_decision(decisions: Any) -> Any:
+    """The one decision of a LangChain ``{"decisions": [...]}`` answer (ironloop asks about one call at a time)."""
+    if not isinstance(decisions, Sequence) or isinstance(decisions, str) or len(decisions) != 1:
+        count = len(decisions) if isinstance(decisions, Sequence) and not isinstance(decisions, str) else "no list"
+        raise ValueError(f'"decisions" must hold exactly one decision (each call is asked about alone), got {count}')
+    return decisions[0]
+
+
+def _edited_args(value: Mapping[str, Any], tool: str | None) -> Any:
+    """An edit's new arguments: ironloop's ``args``, or LangChain's ``edited_action.args`` (same tool only)."""
+    action = value.get("edited_action")
+    if action is None:
+        return value.get("args", value.get("arguments"))
+    if not isinstance(action, Mapping):
+        raise ValueError('"edited_action" must be an object: {"name": ..., "args": {...}}')
+    name = action.get("name")
+    if tool is not None and name is not None and name != tool:
+        raise ValueError(f"an edit cannot switch tools: the call is {tool!r}, the edit names {name!r}")
+    return action.get("args")
+
+
+DECISION_HELP = (
+    '{"action": "approve"}, {"action": "reject", "reason": "..."}, {"action": "edit", "args": {...}}, '
+    '{"action": "respond", "message": "..."}, or LangChain\'s {"type": "approve" | "edit" | "reject" | "respond"}'
+)
+
+ALLOWED_DECISIONS = ["approve", "edit", "reject", "respond"]
+"""What LangChain's ``review_configs`` say a reviewer may answer (ironloop accepts all four)."""
 
 
 def _text(value: Any, name: str) -> str | None:
@@ -153,9 +205,15 @@ def approval_reason(tool: str, mode: ApprovalMode, untrusted_sources: Sequence[s
 
 
 def approval_request(
-    call: Mapping[str, Any], reason: str, *, schema: Mapping[str, Any] | None = None, problem: str | None = None
+    call: Mapping[str, Any],
+    reason: str,
+    *,
+    schema: Mapping[str, Any] | None = None,
+    problem: str | None = None,
+    request_format: RequestFormat = "ironloop",
 ) -> dict[str, Any]:
-    """The interrupt payload: JSON, so Studio shows it and any client can answer it."""
+    """The interrupt payload: JSON, so Studio shows it and any client can answer it. With ``"langchain"`` it also
+    carries LangChain's HITL request (``action_requests``, ``review_configs``) for that one call."""
     payload: dict[str, Any] = {
         "kind": INTERRUPT_KIND,
         "tool": call["name"],
@@ -168,6 +226,13 @@ def approval_request(
         payload["args_schema"] = dict(schema)
     if problem is not None:
         payload["problem"] = problem
+    if request_format == "langchain":
+        description = reason if problem is None else f"{reason}\nThe previous answer was refused: {problem}"
+        payload["action_requests"] = [{"name": call["name"], "args": dict(call["args"]), "description": description}]
+        review: dict[str, Any] = {"action_name": call["name"], "allowed_decisions": list(ALLOWED_DECISIONS)}
+        if schema is not None:
+            review["args_schema"] = dict(schema)
+        payload["review_configs"] = [review]
     return payload
 
 
@@ -181,6 +246,7 @@ def ask(
     *,
     check: ArgsCheck | None = None,
     schema: Mapping[str, Any] | None = None,
+    request_format: RequestFormat = "ironloop",
 ) -> Decision:
     """Pause the task until a usable decision arrives (LangGraph ``interrupt``), asking again after a bad one.
 
@@ -189,9 +255,11 @@ def ask(
     """
     problem: str | None = None
     while True:
-        answer = interrupt(approval_request(call, reason, schema=schema, problem=problem))
+        answer = interrupt(
+            approval_request(call, reason, schema=schema, problem=problem, request_format=request_format)
+        )
         try:
-            decision = parse_decision(answer)
+            decision = parse_decision(answer, call["name"])
         except ValueError as exc:
             problem = f"the answer was not understood: {exc}"
             continue

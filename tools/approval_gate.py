@@ -7,11 +7,11 @@ the first time, the call's task pauses there; on resume the task runs again and 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ironloop.tools import observations
-from ironloop.tools.approval import ApprovalRecord, ArgsCheck, Decision, approval_reason, ask
+from ironloop.tools.approval import ApprovalRecord, ArgsCheck, Decision, RequestFormat, approval_reason, ask
 from ironloop.tools.steps import CallContext, Result, Step
 from ironloop.tools.storable import storable_problem
 from langchain_core.messages import ToolMessage
@@ -22,32 +22,38 @@ LedgerAnswer = Callable[[CallContext], Awaitable[ToolMessage | None]]
 
 
 class ApprovalGate:
-    """Asks a human when the call's policy says so: approve runs it, reject answers it, edit runs new arguments.
+    """Asks a human when the call's policy says so: approve runs it, reject answers it, edit runs new arguments,
+    respond answers in the tool's place.
 
     ``check_args`` checks edited arguments like a model's (`tools.validation.ToolCatalog.check`); an edit a
-    checkpoint cannot hold (`tools.storable`) is refused in any case. ``args_schemas`` are shown in the request, so
-    an edit can follow them. ``ledger`` is asked before a side effect is answered "Not run": a call that ran already
-    (a process died after the ledger recorded it, before the checkpoint did) is answered with what it did.
+    checkpoint cannot hold (`tools.storable`) is refused in any case. ``schema_of`` gives a tool's argument schema,
+    shown in the request so an edit can follow it. ``ledger`` is asked before a side effect is answered without
+    running: a call that ran already (a process died after the ledger recorded it, before the checkpoint did) is
+    answered with what it did. ``request_format``: the request's shape (`tools.approval.approval_request`).
     """
 
     def __init__(
         self,
         check_args: ArgsCheck | None = None,
-        args_schemas: Mapping[str, dict[str, Any]] | None = None,
+        schema_of: Callable[[str], dict[str, Any] | None] | None = None,
         ledger: LedgerAnswer | None = None,
+        request_format: RequestFormat = "ironloop",
     ):
         self.check_args = check_args
-        self.args_schemas = dict(args_schemas or {})
+        self.schema_of = schema_of
         self.ledger = ledger
+        self.request_format = request_format
 
     async def __call__(self, call: CallContext, proceed: Step) -> Result:
         decision = self.decide(call)
         if decision is None or decision.action == "approve":
             return await proceed(call)
-        if decision.action == "reject":
+        if decision.action in ("reject", "respond"):
             recorded = await self.ledger(call) if self.ledger is not None and call.policy.side_effect else None
             if recorded is not None:
                 return recorded
+            if decision.action == "respond":
+                return observations.responded(call.tool_call, call.record, decision)
             return observations.denied(call.tool_call, call.record, decision)
         assert decision.args is not None
         edited = call.request.override(tool_call={**call.tool_call, "args": decision.args})
@@ -68,7 +74,8 @@ class ApprovalGate:
         if reason is None:
             return None
         try:
-            decision = ask(tool_call, reason, check=self._check, schema=self.args_schemas.get(call.name))
+            schema = self.schema_of(call.name) if self.schema_of is not None else None
+            decision = ask(tool_call, reason, check=self._check, schema=schema, request_format=self.request_format)
         except GraphInterrupt:
             if call.budget is not None:
                 call.budget.pause()

@@ -22,6 +22,8 @@ drawing and the classes agree.
     │       ├── CircuitOpenError       the tool's circuit is open: the call was not sent
     │       ├── MissingCredentialError the tool needs a credential nobody configured
     │       ├── SandboxUnavailableError  the isolation ``run_python`` needs is missing; nothing ran
+    │       ├── ToolAbortedError       the tool's code raised KeyboardInterrupt, SystemExit or GeneratorExit
+    │       ├── SnapshotFailedError        the policy's ``snapshot`` hook failed; the write was not sent (exactly_once)
     │       └── MCPProtocolError       a JSON-RPC error another attempt would meet again (mcp.errors)
     ├── CredentialsConfigError (ValueError)   the credentials file or variables cannot be used
     ├── MCPConfigError (ValueError)           the MCP servers' configuration cannot be used (mcp.config)

@@ -82,7 +82,7 @@ class ExactlyOnce:
             try:
                 before = await self._snapshot(policy, key, tool_call["args"])
             except Exception as error:  # without the state before, an unknown outcome could not be settled
-                failure = observations.failed(tool_call, policy, record, _SnapshotFailed(describe(error)))
+                failure = observations.failed(tool_call, policy, record, SnapshotFailedError(describe(error)))
                 await asyncio.to_thread(self.store.finish, key, KeyStatus.FAILED, str(failure.content))
                 return failure
         with using_idempotency_key(key):
@@ -265,7 +265,7 @@ class Doubt:
         return self.policy.should_retry(error) and (self.policy.honours_idempotency_key or surely_not_applied(error))
 
 
-class _SnapshotFailed(PermanentToolError):
+class SnapshotFailedError(PermanentToolError):
     def __init__(self, why: str):
         super().__init__(f"the state before the call could not be read ({why}); nothing was attempted")
 

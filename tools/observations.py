@@ -78,6 +78,13 @@ def denied(call: Mapping[str, Any], record: CallRecord, decision: Decision) -> T
     return observation(call, content, error=True)
 
 
+def responded(call: Mapping[str, Any], record: CallRecord, decision: Decision) -> ToolMessage:
+    """A human answered in the tool's place when asked to approve the call: their answer is the observation."""
+    who = f" ({decision.by})" if decision.by else ""
+    record.outcome, record.reason = CallOutcome.RESPONDED, f"answered by a human{who} in the tool's place"
+    return observation(call, decision.reason or "", error=False)
+
+
 def edited_note(args: Mapping[str, Any]) -> str:
     """Appended to the observation of a call whose arguments a human changed before it ran."""
     return f"[a human edited the arguments before this call ran: {json.dumps(args, default=str)}]"

@@ -28,6 +28,8 @@ class CallOutcome(StrEnum):
     """A side effect whose outcome could not be learned: it may have happened; it was not repeated."""
     DENIED = "denied"
     """A human rejected the call when asked for approval: it was not run."""
+    RESPONDED = "responded"
+    """A human answered in the tool's place when asked for approval: it was not run."""
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Annotated, Any, NotRequired, Required, TypeVar, get_args, get_origin, get_type_hints
 
 from ironloop.tools.errors import CircuitOpenError, RateLimitTimeoutError, ToolTimeoutError, class_name
 from ironloop.tools.records import CallRecord, metadata_of
@@ -106,3 +106,38 @@ def wrap_content(source: str, content: Any) -> Any:
         else:
             wrapped.append(block)
     return wrapped
+
+
+UNTRUSTED_CHANNEL = "untrusted_sources"
+"""The state key the runtime marks a thread in once it has read untrusted output."""
+
+
+class UntrustedChannelWarning(UserWarning):
+    """The graph's state has no ``untrusted_sources`` channel: ``approval="on_untrusted"`` cannot see taint."""
+
+
+def missing_channel_text(where: str) -> str:
+    return (
+        f"{where} has no {UNTRUSTED_CHANNEL!r} channel, so a thread that read untrusted tool output would not be "
+        "marked, and approval='on_untrusted' would never ask: subclass ironloop.AgentState, or declare "
+        f"{UNTRUSTED_CHANNEL}: Annotated[list[str], ironloop.merge_sources]"
+    )
+
+
+def check_state_schema(schema: type) -> None:
+    """Raise `ValueError` (one line, what to do) unless ``schema`` has the channel, with a reducer that adds (so
+    two untrusted calls in one step do not conflict, and trimming messages does not clear it)."""
+    try:
+        hints = get_type_hints(schema, include_extras=True)
+    except Exception as exc:  # an annotation that does not resolve: the schema cannot be checked
+        raise ValueError(f"state schema {schema.__name__}: its annotations cannot be read ({exc})") from None
+    hint = hints.get(UNTRUSTED_CHANNEL)
+    if hint is None:
+        raise ValueError(missing_channel_text(f"state schema {schema.__name__}"))
+    while get_origin(hint) in (Required, NotRequired):
+        hint = get_args(hint)[0]
+    if get_origin(hint) is not Annotated or not callable(hint.__metadata__[-1]):  # LangGraph's test for a reducer
+        raise ValueError(
+            f"state schema {schema.__name__}: {UNTRUSTED_CHANNEL} needs a reducer that adds, "
+            f"Annotated[list[str], ironloop.merge_sources], not {hint!r}"
+        )
