@@ -20,7 +20,7 @@ from typing import Any
 
 from ironloop.graph.loop_guard import DEFAULT_LOOP_LIMIT
 from ironloop.graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPolicy, model_name
-from ironloop.graph.nodes import ReActLoop
+from ironloop.graph.nodes import DEFAULT_MAX_CALLS_PER_TURN, ReActLoop
 from ironloop.graph.state import AgentState, InputState
 from ironloop.graph.tool_node import PolicyToolNode
 from ironloop.tools.budget import Budgets, TaskBudget
@@ -60,6 +60,7 @@ def build_agent(
     model_policy: ModelPolicy = DEFAULT_MODEL_POLICY,
     fallback_models: Sequence[BaseChatModel] = (),
     loop_limit: int = DEFAULT_LOOP_LIMIT,
+    max_calls_per_turn: int | None = DEFAULT_MAX_CALLS_PER_TURN,
     max_result_chars: int | None = DEFAULT_MAX_RESULT_CHARS,
     idempotency_store: IdempotencyStore | Default = DEFAULT,
     task_budget: TaskBudget | None = DEFAULT_TASK_BUDGET,
@@ -74,7 +75,8 @@ def build_agent(
     message; when it is spent the run ends with an answer that says so. ``max_concurrency`` caps the calls (and
     sync-tool threads) that run at once. The model is called under ``model_policy`` (`DEFAULT_MODEL_POLICY`
     unless given), then each of ``fallback_models`` in turn. A call identical to ``loop_limit`` earlier ones is
-    refused; results longer than ``max_result_chars`` are cut.
+    refused; results longer than ``max_result_chars`` are cut. A turn runs at most ``max_calls_per_turn`` calls;
+    the rest are answered "not run: too many calls in one turn".
 
     Side-effect tools record their calls in ``idempotency_store``; omitted, it is the checkpoint database when
     the checkpointer is a `checkpoints.SQLAlchemySaver` (durable across crashes), else process memory.
@@ -83,8 +85,9 @@ def build_agent(
     and ``ironloop.toml`` when a tool granted some (``ToolPolicy.credentials``) is first called.
 
     ``None`` always means "none" or "off": no checkpointer, no system prompt, no cap on results
-    (``max_result_chars``), no task budget, no credentials. Arguments for which "none" means nothing (the
-    policies, the ledger) do not take ``None``; leave them out for their default.
+    (``max_result_chars``) or on calls per turn (``max_calls_per_turn``), no task budget, no credentials.
+    Arguments for which "none" means nothing (the policies, the ledger) do not take ``None``; leave them out for
+    their default.
     """
     for argument, value in (
         ("default_policy", default_policy),
@@ -97,6 +100,8 @@ def build_agent(
         raise ValueError(f"max_turns must be at least 1, got {max_turns}")
     if loop_limit < 1:
         raise ValueError(f"loop_limit must be at least 1, got {loop_limit}")
+    if max_calls_per_turn is not None and max_calls_per_turn < 1:
+        raise ValueError(f"max_calls_per_turn must be at least 1, got {max_calls_per_turn}")
     catalog = ToolCatalog(t if isinstance(t, BaseTool) else create_tool(t) for t in tools)
     if unknown := sorted(set(policies or {}) - set(catalog.tools)):
         raise ValueError(f"policies given for tools the agent does not have: {', '.join(unknown)}")
@@ -143,6 +148,7 @@ def build_agent(
         loop_limit=loop_limit,
         system_prompt=system_prompt,
         budgets=budgets,
+        max_calls_per_turn=max_calls_per_turn,
     )
 
     builder = StateGraph(AgentState, input_schema=InputState)

@@ -20,8 +20,10 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.config import get_stream_writer
 from langgraph.graph import END
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
-from langgraph.prebuilt.tool_node import ToolCallWithContext
 from langgraph.types import Send
+
+DEFAULT_MAX_CALLS_PER_TURN = 128
+"""Tool calls one model turn may dispatch; the rest are answered "not run" (`ReActLoop.route_model_output`)."""
 
 STEPS_PER_TURN = 2
 """Supersteps one ReAct turn takes (model, then tools), for staying inside LangGraph's recursion limit."""
@@ -40,6 +42,7 @@ class ReActLoop:
         loop_limit: int,
         system_prompt: str | None,
         budgets: Budgets | None = None,
+        max_calls_per_turn: int | None = DEFAULT_MAX_CALLS_PER_TURN,
     ):
         self.caller = caller
         self.catalog = catalog
@@ -48,6 +51,7 @@ class ReActLoop:
         self.loop_limit = loop_limit
         self.system_prompt = system_prompt
         self.budgets = budgets
+        self.max_calls_per_turn = max_calls_per_turn
 
     def call_model_node(self) -> RunnableLambda:
         return RunnableLambda(self.call_model, afunc=self.acall_model, name="model")
@@ -102,7 +106,12 @@ class ReActLoop:
     def route_model_output(
         self, state: AgentState, config: RunnableConfig
     ) -> Literal["finish", "__end__"] | list[Send]:
-        """Dispatch each of the model's calls on its own, or end the run."""
+        """Dispatch each of the model's calls on its own, or end the run.
+
+        Each ``Send`` carries its tool call alone (``ToolNode`` reads the state when the task runs), so what is
+        checkpointed per call does not grow with the conversation or with the number of calls in the turn.
+        Calls past ``max_calls_per_turn`` are answered "not run" instead of dispatched.
+        """
         last = state["messages"][-1]
         if not isinstance(last, AIMessage) or not (last.tool_calls or last.invalid_tool_calls):
             return cast(Literal["__end__"], END)
@@ -111,10 +120,11 @@ class ReActLoop:
         dispatch, rejected = self.catalog.split(last)
         dispatch, repeats = refuse_repeats(state["messages"], dispatch, self.loop_limit)
         rejected += repeats
-        sends = [
-            Send("tools", ToolCallWithContext(__type="tool_call_with_context", tool_call=call, state=state))
-            for call in dispatch
-        ]
+        if self.max_calls_per_turn is not None and len(dispatch) > self.max_calls_per_turn:
+            dispatch, excess = dispatch[: self.max_calls_per_turn], dispatch[self.max_calls_per_turn :]
+            note = too_many_calls(len(dispatch) + len(excess), self.max_calls_per_turn)
+            rejected += [Rejection(c["id"] or "", c["name"], note) for c in excess]
+        sends = [Send("tools", [call]) for call in dispatch]
         sends += [Send("reject", rejection) for rejection in rejected]
         return sends
 
@@ -156,3 +166,11 @@ class ReActLoop:
                 AIMessage(content=answer, response_metadata={"ironloop": {"budget": True}}),
             ]
         }
+
+
+def too_many_calls(asked: int, cap: int) -> str:
+    """The observation of a call past the turn's cap."""
+    return (
+        f"Not run: too many calls in one turn ({asked} asked; at most {cap} run per turn). Ask again for what is "
+        "still needed, in smaller turns."
+    )
