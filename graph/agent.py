@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ironloop.graph.inline import Inline
 from ironloop.graph.loop_guard import DEFAULT_LOOP_LIMIT
 from ironloop.graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPolicy, model_name
 from ironloop.graph.nodes import DEFAULT_MAX_CALLS_PER_TURN, ReActLoop
@@ -154,12 +155,12 @@ def build_agent(
     builder = StateGraph(AgentState, input_schema=InputState)
     builder.add_node("model", loop.call_model_node())
     builder.add_node("tools", tool_node)
-    builder.add_node("reject", loop.reject_call)
-    builder.add_node("finish", loop.finish_out_of_budget)
-    builder.add_node("repair", loop.repair_orphans)
-    builder.add_conditional_edges(START, loop.route_start, ["repair", "model"])
+    builder.add_node("reject", Inline(loop.reject_call))
+    builder.add_node("finish", Inline(loop.finish_out_of_budget))
+    builder.add_node("repair", loop.repair_orphans)  # may ask the SQL ledger: left on LangGraph's executor
+    builder.add_conditional_edges(START, Inline(loop.route_start), ["repair", "model"])
     builder.add_edge("repair", "model")
-    builder.add_conditional_edges("model", loop.route_model_output, ["tools", "reject", "finish", END])
+    builder.add_conditional_edges("model", Inline(loop.route_model_output), ["tools", "reject", "finish", END])
     builder.add_edge("tools", "model")
     builder.add_edge("reject", "model")
     builder.add_edge("finish", END)

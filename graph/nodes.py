@@ -77,7 +77,7 @@ class ReActLoop:
         self._budget(state, config)
         return {"messages": [await self.caller.ainvoke(self._prompt(state), config)]}
 
-    def route_start(self, state: AgentState) -> Literal["repair", "model"]:
+    def route_start(self, state: AgentState, config: RunnableConfig) -> Literal["repair", "model"]:
         """Before the model speaks: answer any tool call left without an observation first."""
         return "repair" if orphaned_calls(state["messages"]) else "model"
 
