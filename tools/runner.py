@@ -20,7 +20,7 @@ the listeners and on the stream (`tools.events`).
 
 The layers are asynchronous only where they wait; their decisions are plain methods. A synchronous hook can
 run the same stack on a private event loop with the sync execute offloaded to a thread
-(`graph.tool_node.run_coroutine_sync`, `tools.threads.ToolThreads`).
+(`tools.loop_thread.LoopThread`, `tools.threads.ToolThreads`).
 """
 
 from __future__ import annotations
