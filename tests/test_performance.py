@@ -1,15 +1,26 @@
-"""What keeps the runtime cheap and graceful: the cap on calls per turn, Sends that carry only their call."""
+"""What keeps the runtime cheap and graceful: the cap on calls per turn, Sends that carry only their call, the
+sync-tool pool under hung tools."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
 from typing import Any
 
 from ironloop.graph.agent import build_agent
 from ironloop.tools.policy import ToolPolicy
+from ironloop.tools.threads import ToolThreads
 from langchain_core.messages import ToolMessage
+from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
-from tests.helpers import call, observations, replay_model, turn
+from tests.helpers import call, observations, record, replay_model, turn
 
 FAST = ToolPolicy(timeout_s=5.0, max_attempts=1)
 
@@ -84,3 +95,87 @@ def test_what_is_checkpointed_per_call_does_not_grow_with_the_turn() -> None:
     small, large = task_bytes_per_call(10), task_bytes_per_call(200)
     assert 0 < small < 1000  # the call alone, not the 2,000-character conversation
     assert large < small * 1.2
+
+
+def test_hung_sync_calls_are_cut_and_do_not_starve_the_pool() -> None:
+    release = threading.Event()
+    hung: list[int] = []
+
+    @tool
+    def stuck(x: int) -> str:
+        """Hangs until released."""
+        hung.append(x)
+        release.wait(30)
+        return "late"
+
+    threads = ToolThreads(max_threads=2)
+    calls = [call("stuck", x=i) for i in range(4)]
+    agent = build_agent(
+        replay_model(turn(*calls), turn(call("echo", text="after"))),
+        [stuck, echo],
+        default_policy=FAST,
+        policies={"stuck": FAST.but(timeout_s=0.2)},
+        max_concurrency=2,
+    )
+    try:
+        messages = agent.invoke({"messages": [("user", "go")]})["messages"]
+        seen = observations(messages)
+        assert sorted(hung) == [0, 1, 2, 3]  # all four ran, two at a time, each cut by its timeout
+        assert all(record(seen[c["id"]])["attempts"][0]["outcome"] == "timeout" for c in calls)
+        assert [m.content for m in messages if isinstance(m, ToolMessage) and m.name == "echo"] == ["after"]
+    finally:
+        release.set()
+    # the same on a pool of its own: the hung calls' threads are counted as abandoned, not as the pool's
+    release.clear()
+
+    async def cut_two_then_run_one() -> str:
+        for _ in range(2):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(threads.run(release.wait, 30), 0.1)
+        assert threads.abandoned == 2
+        return await asyncio.wait_for(threads.run(lambda: "ran"), 10)
+
+    try:
+        assert asyncio.run(cut_two_then_run_one()) == "ran"
+    finally:
+        release.set()
+
+
+def test_an_abandoned_thread_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    script = tmp_path / "hang.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time
+            from ironloop.graph.agent import build_agent
+            from ironloop.tools.policy import ToolPolicy
+            from tests.helpers import call, replay_model, turn
+
+            def hang(x: int) -> str:
+                \"\"\"Never answers.\"\"\"
+                time.sleep(3600)
+                return "late"
+
+            agent = build_agent(replay_model(turn(call("hang", x=1))), [hang],
+                                default_policy=ToolPolicy(timeout_s=0.2, max_attempts=1))
+            print(agent.invoke({"messages": [("user", "go")]})["messages"][-1].content, flush=True)
+            """
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    try:
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 0 and out.strip() == "done"
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
