@@ -6,7 +6,7 @@ custom stream (one event per attempt and one per call), and to any `CallListener
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -53,12 +53,20 @@ class Attempt:
     """When a hedge was sent: which try answered first (``first``, ``hedge``, ``hedge 2``...)."""
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The fields that are set (every value is a scalar, so no deep copy is needed)."""
+        data: dict[str, Any] = {}
+        for name in _ATTEMPT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value is not False:
+                data[name] = value
         data["outcome"] = str(self.outcome)
         data["ms"] = round(self.ms, 3)
         if self.rate_limited_ms is not None:
             data["rate_limited_ms"] = round(self.rate_limited_ms, 3)
-        return {k: v for k, v in data.items() if v is not None and v is not False}
+        return data
+
+
+_ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
 
 
 @dataclass(slots=True)
