@@ -8,22 +8,31 @@ called directly, as LangGraph's own edges are.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 
 
 class Inline(Runnable[Any, Any]):
-    """``fn(input, config)`` as a ``Runnable`` whose async path calls it directly. Only for CPU work that never
-    blocks (no I/O, no locks held long): it runs on the event loop."""
+    """``fn(input, config)`` as a ``Runnable`` whose async path is ``afn`` or, without one, ``fn`` called directly:
+    then ``fn`` must be CPU work that never blocks (no I/O, no locks held long), as it runs on the event loop."""
 
-    def __init__(self, fn: Callable[[Any, RunnableConfig], Any], name: str | None = None):
+    def __init__(
+        self,
+        fn: Callable[[Any, RunnableConfig], Any],
+        afn: Callable[[Any, RunnableConfig], Awaitable[Any]] | None = None,
+        *,
+        name: str | None = None,
+    ):
         self.fn = fn
+        self.afn = afn
         self.name = name or getattr(fn, "__name__", None)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return self.fn(input, ensure_config(config))
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if self.afn is not None:
+            return await self.afn(input, ensure_config(config))
         return self.fn(input, ensure_config(config))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, cast
 
+from ironloop.graph.inline import Inline
 from ironloop.graph.loop_guard import refuse_repeats
 from ironloop.graph.model_call import ModelCaller
 from ironloop.graph.state import AgentState, current_run, orphaned_calls, turns_taken
@@ -16,7 +17,7 @@ from ironloop.tools.records import was_rejected
 from ironloop.tools.runner import ToolCallRunner
 from ironloop.tools.validation import Rejection, ToolCatalog
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, RemoveMessage, SystemMessage, ToolMessage
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
@@ -53,8 +54,8 @@ class ReActLoop:
         self.budgets = budgets
         self.max_calls_per_turn = max_calls_per_turn
 
-    def call_model_node(self) -> RunnableLambda:
-        return RunnableLambda(self.call_model, afunc=self.acall_model, name="model")
+    def call_model_node(self) -> Inline:
+        return Inline(self.call_model, self.acall_model, name="model")
 
     def _prompt(self, state: AgentState) -> list[AnyMessage]:
         messages = list(state["messages"])
