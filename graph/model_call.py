@@ -65,24 +65,43 @@ class ModelCaller:
 
     async def ainvoke(self, messages: list[AnyMessage], config: RunnableConfig) -> AIMessage:
         failures: list[str] = []
-        for name, model in self.models:
+        for index, (name, model) in enumerate(self.models):
             deadline_at = self.policy.deadline_from_now()
+            first_error: Exception | None = None
+            if index == 0:  # the primary's first attempt runs outside tenacity: it usually answers
+                try:
+                    return await self._attempt(model, messages, config, deadline_at, 0)
+                except Exception as error:
+                    first_error = error
             retrying = self.policy.retrying(deadline_at=deadline_at, rng=self.rng).copy(
                 before_sleep=self._announcer(name)
             )
-            timed_out = 0
+            timed_out = int(isinstance(first_error, TimeoutError))
             try:
                 async for attempt in retrying:
                     with attempt:
+                        if first_error is not None:  # tenacity takes it as attempt 1's outcome
+                            replayed, first_error = first_error, None
+                            raise replayed
                         try:
-                            async with asyncio.timeout(self.policy.attempt_timeout(deadline_at, timed_out)):
-                                return await model.ainvoke(messages, config)
+                            return await self._attempt(model, messages, config, deadline_at, timed_out)
                         except TimeoutError:
                             timed_out += 1
                             raise
             except Exception as error:
                 failures.append(self._failed(name, error, retrying.statistics))
         raise ModelUnavailableError(self._summary(failures))
+
+    async def _attempt(
+        self,
+        model: Runnable,
+        messages: list[AnyMessage],
+        config: RunnableConfig,
+        deadline_at: float | None,
+        timed_out: int,
+    ) -> AIMessage:
+        async with asyncio.timeout(self.policy.attempt_timeout(deadline_at, timed_out)):
+            return await model.ainvoke(messages, config)
 
     def _announcer(self, name: str) -> Any:
         def before_sleep(state: RetryCallState) -> None:

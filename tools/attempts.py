@@ -264,22 +264,13 @@ class AttemptLoop:
         deadline_at = policy.deadline_from_now()
         if budget is not None and budget.deadline_at is not None:
             deadline_at = budget.deadline_at if deadline_at is None else min(deadline_at, budget.deadline_at)
-
-        def before_sleep(state: RetryCallState) -> None:
-            last = record.attempts[-1]
-            last.retry_in_s = round(state.upcoming_sleep, 4)
-            call.events.announce_attempt(record, last)
-
-        retrying = policy.retrying(
-            deadline_at=deadline_at,
-            rng=self.rng,
-            also_stop=stop_when_budget_spent(budget) if budget is not None else None,  # put last: it spends
-            retry_if=call.retry_if,
-        ).copy(before_sleep=before_sleep)
         try:
-            async for attempt in retrying:
-                with attempt:
-                    result = await self.attempt(AttemptContext(call, self._new_attempt(call), deadline_at))
+            # The first attempt runs outside tenacity: most calls answer at once, and building the retry
+            # controller costs more than the call's own runtime. A failure hands over to the controller.
+            try:
+                result = await self.attempt(AttemptContext(call, self._new_attempt(call), deadline_at))
+            except Exception as error:
+                result = await self._retry(call, deadline_at, error)
         except BaseException:
             if record.attempts:
                 call.events.announce_attempt(record, record.attempts[-1])
@@ -287,6 +278,31 @@ class AttemptLoop:
         finally:
             record.ms += (time.monotonic() - started) * 1000
         call.events.announce_attempt(record, record.attempts[-1])
+        return result
+
+    async def _retry(self, call: CallContext, deadline_at: float | None, first_error: Exception) -> Result:
+        """Attempts after a failed first one, under the policy's tenacity controller (which starts by taking
+        ``first_error`` as attempt 1's outcome)."""
+        record, budget = call.record, call.budget
+
+        def before_sleep(state: RetryCallState) -> None:
+            last = record.attempts[-1]
+            last.retry_in_s = round(state.upcoming_sleep, 4)
+            call.events.announce_attempt(record, last)
+
+        retrying = call.policy.retrying(
+            deadline_at=deadline_at,
+            rng=self.rng,
+            also_stop=stop_when_budget_spent(budget) if budget is not None else None,  # put last: it spends
+            retry_if=call.retry_if,
+        ).copy(before_sleep=before_sleep)
+        replay: Exception | None = first_error
+        async for attempt in retrying:
+            with attempt:
+                if replay is not None:
+                    error, replay = replay, None
+                    raise error
+                result = await self.attempt(AttemptContext(call, self._new_attempt(call), deadline_at))
         return result
 
     @staticmethod
