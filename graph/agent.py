@@ -74,7 +74,8 @@ def build_agent(
     functions with type hints and a docstring; ``policies`` maps a tool name to its `ToolPolicy`
     (``default_policy``, `DEFAULT_POLICY` unless given, covers the rest). ``max_turns`` caps model calls per user
     message; when it is spent the run ends with an answer that says so. ``max_concurrency`` caps the calls (and
-    sync-tool threads) that run at once. The model is called under ``model_policy`` (`DEFAULT_MODEL_POLICY`
+    sync-tool threads) that run at once in the process; the others wait in line, their timeouts not yet started
+    (`tools.admission`). The model is called under ``model_policy`` (`DEFAULT_MODEL_POLICY`
     unless given), then each of ``fallback_models`` in turn. A call identical to ``loop_limit`` earlier ones is
     refused; results longer than ``max_result_chars`` are cut. A turn runs at most ``max_calls_per_turn`` calls;
     the rest are answered "not run: too many calls in one turn".
@@ -126,6 +127,7 @@ def build_agent(
         credential_needs=credential_needs,
         check_args=catalog.check,
         args_schemas=catalog.parameters,
+        max_in_flight=max_concurrency,
     )
     node_tools = [threads.offload(t) for t in catalog.tools.values()]
     node_tools = [

@@ -80,6 +80,8 @@ class CallRecord:
     reason: str | None = None
     """Why the call did not end ``ok``, in words the model can act on."""
     ms: float = 0.0
+    queued_ms: float = 0.0
+    """Time the call waited for admission (`tools.admission`) before its first attempt."""
     idempotency_key: str | None = None
     """Set for side-effect calls."""
     approval: dict[str, Any] | None = None
@@ -96,6 +98,8 @@ class CallRecord:
             "attempts": [a.as_dict() for a in self.attempts],
             "ms": round(self.ms, 3),
         }
+        if self.queued_ms >= 1.0:
+            data["queued_ms"] = round(self.queued_ms, 1)
         if self.reason:
             data["reason"] = self.reason
         if self.idempotency_key:

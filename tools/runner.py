@@ -4,6 +4,7 @@
 one job and readable alone (`tools.steps`), outermost first:
 
     ApprovalGate       a human's decision first, when the policy asks for one          tools.approval_gate
+    Admission          waits in line while ``max_in_flight`` calls already run         tools.admission
     UntrustedOutput    an untrusted tool's output delimited, the thread marked        tools.untrusted
     CredentialGrants   the call's secrets bound to its tool; secrets scrubbed        tools.grants
     ExactlyOnce        side effects: the idempotency ledger around the attempts      tools.exactly_once
@@ -29,6 +30,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ironloop.tools.admission import Admission
 from ironloop.tools.approval import ArgsCheck
 from ironloop.tools.approval_gate import ApprovalGate
 from ironloop.tools.attempts import (
@@ -67,7 +69,8 @@ class ToolCallRunner:
 
     ``credentials``: the tools' secrets; omitted, they are loaded from the environment and ``ironloop.toml`` when
     a tool granted some is first called; ``None``: there are none. ``idempotency_store``: the ledger of side
-    effects; omitted, one in process memory.
+    effects; omitted, one in process memory. ``max_in_flight``: calls run at once per event loop, the rest
+    queued (`tools.admission`); ``None``: no cap.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class ToolCallRunner:
         credential_needs: Mapping[str, Mapping[str, bool]] | None = None,
         check_args: ArgsCheck | None = None,
         args_schemas: Mapping[str, dict[str, Any]] | None = None,
+        max_in_flight: int | None = None,
     ):
         self.policies = dict(policies or {})
         self.default_policy = default_policy
@@ -100,7 +104,12 @@ class ToolCallRunner:
             run_tool,
         )
         attempts = chain([CapResult(max_result_chars)], AttemptLoop(attempt, rng))
-        around: list[Layer[CallContext]] = [ApprovalGate(check_args, args_schemas), UntrustedOutput(), self.grants]
+        around: list[Layer[CallContext]] = [
+            ApprovalGate(check_args, args_schemas),
+            Admission(max_in_flight),
+            UntrustedOutput(),
+            self.grants,
+        ]
         self._side_effect_call = chain([*around, self.exactly_once], attempts)
         self._plain_call = chain([*around, Observe()], attempts)
 
