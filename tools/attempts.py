@@ -8,8 +8,9 @@ its own stack of layers (`tools.steps.chain`), outermost first:
     CircuitGuard    fails fast while the tool's circuit is open; counts the service's faults
     ErrorReport     a tool's own error answer fails the attempt when the policy's ``retry_on`` wants it retried
     RateLimitSlot   waits (within the deadline) for a slot of the tool's rate limit
-    Timeout         stops waiting after the policy's timeout (grown after timed-out attempts); progress the
-                    tool reports (`progress_made`) restarts it, when the policy says so
+    Timeout         stops waiting after the policy's timeout (grown after timed-out attempts) on the call's own
+                    clock (`tools.loop_clock`); progress the tool reports (`progress_made`) restarts it, when
+                    the policy says so
     Hedge           races a second try when the first is slow (reads only)
     run_tool        the tool itself: ``ToolNode``'s execute
 """
@@ -29,6 +30,7 @@ from ironloop.tools.budget import stop_when_budget_spent
 from ironloop.tools.circuit import Circuit, CircuitBreaker, CircuitState
 from ironloop.tools.errors import CircuitOpenError, ToolErrorReport, ToolTimeoutError, describe, error_class
 from ironloop.tools.hedging import race_with_hedge
+from ironloop.tools.loop_clock import Stopwatch, stopwatch
 from ironloop.tools.policy import ToolPolicy
 from ironloop.tools.rate_limit import RateLimit, RateLimiter
 from ironloop.tools.records import Attempt, AttemptOutcome
@@ -194,44 +196,62 @@ def progress_made() -> None:
 
 
 class Timeout:
-    """Stops waiting for the attempt after the policy's timeout, cut to the deadline. An async tool is cancelled;
-    a sync one (``sync_tools``) is abandoned in its thread. With ``progress_resets_timeout``, each
+    """Stops waiting for the attempt after the policy's timeout on the call's own clock (`tools.loop_clock`: time
+    the event loop spent on other work does not count), and at the deadline by the wall clock. An async tool is
+    cancelled; a sync one (``sync_tools``) is abandoned in its thread. With ``progress_resets_timeout``, each
     `progress_made` restarts the timeout, within the deadline."""
 
     def __init__(self, sync_tools: Iterable[str] = ()):
         self.sync_tools = frozenset(sync_tools)
 
     async def __call__(self, context: AttemptContext, proceed: AttemptStep) -> Result:
-        timeout = context.call.policy.attempt_timeout(context.deadline_at, context.timed_out_before)
+        policy = context.call.policy
+        shown = policy.attempt_timeout(context.deadline_at, context.timed_out_before)
+        if shown is None:
+            return await proceed(context)
+        timeout = policy.attempt_timeout(None, context.timed_out_before)
+        watch = stopwatch()
         try:
-            async with asyncio.timeout(timeout) as scope:
-                if timeout is None or not context.call.policy.progress_resets_timeout:
-                    return await proceed(context)
-                token = _progress_clock.set(_restarter(scope, timeout, context.deadline_at))
+            async with asyncio.timeout(None) as scope:
+                expiry = _Expiry(scope, watch, timeout, context.deadline_at)
+                token = _progress_clock.set(watch.restart if policy.progress_resets_timeout else None)
                 try:
                     return await proceed(context)
                 finally:
                     _progress_clock.reset(token)
+                    expiry.cancel()
         except TimeoutError as exc:
             if not scope.expired():
                 raise  # the tool's own timeout
             context.attempt.abandoned_thread = context.call.name in self.sync_tools
             context.attempt.outcome = AttemptOutcome.TIMEOUT
-            raise ToolTimeoutError(f"no answer within {timeout:.3g} s") from exc
+            raise ToolTimeoutError(f"no answer within {shown:.3g} s") from exc
+        finally:
+            watch.stop()
 
 
-def _restarter(scope: asyncio.Timeout, timeout: float, deadline_at: float | None) -> Callable[[], None]:
-    """Moves ``scope``'s expiry to ``timeout`` from now, never past the deadline (a monotonic instant)."""
-    loop = asyncio.get_running_loop()
+class _Expiry:
+    """Expires ``scope`` once ``watch`` reads ``timeout`` (own clock) or the wall clock reaches ``deadline_at``."""
 
-    def restart() -> None:
-        when = loop.time() + timeout
-        if deadline_at is not None:
-            when = min(when, loop.time() + max(0.0, deadline_at - time.monotonic()))
-        if not scope.expired():
-            scope.reschedule(when)
+    def __init__(self, scope: asyncio.Timeout, watch: Stopwatch, timeout: float | None, deadline_at: float | None):
+        self.scope, self.watch, self.timeout, self.deadline_at = scope, watch, timeout, deadline_at
+        self.loop = asyncio.get_running_loop()
+        self.handle: asyncio.TimerHandle | None = None
+        self._check()
 
-    return restart
+    def _check(self) -> None:
+        left = self.timeout - self.watch.elapsed() if self.timeout is not None else float("inf")
+        if self.deadline_at is not None:
+            left = min(left, self.deadline_at - time.monotonic())
+        if left <= 0:
+            self.handle = None
+            self.scope.reschedule(self.loop.time())
+        else:
+            self.handle = self.loop.call_later(left, self._check)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 class Hedge:
