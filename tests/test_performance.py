@@ -1,5 +1,5 @@
 """What keeps the runtime cheap and graceful: the cap on calls per turn, Sends that carry only their call, the
-sync-tool pool under hung tools."""
+sync-tool pool under hung tools, admission control under overload."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ironloop.demo.agent import build_demo_agent
+from ironloop.demo.tasks import run_demo_tasks
 from ironloop.graph.agent import build_agent
 from ironloop.tools.policy import ToolPolicy
 from ironloop.tools.threads import ToolThreads
@@ -147,7 +149,9 @@ def test_an_abandoned_thread_does_not_keep_the_process_alive(tmp_path: Path) -> 
         textwrap.dedent(
             """
             import time
-            from ironloop.graph.agent import build_agent
+            from ironloop.demo.agent import build_demo_agent
+from ironloop.demo.tasks import run_demo_tasks
+from ironloop.graph.agent import build_agent
             from ironloop.tools.policy import ToolPolicy
             from tests.helpers import call, replay_model, turn
 
@@ -179,3 +183,12 @@ def test_an_abandoned_thread_does_not_keep_the_process_alive(tmp_path: Path) -> 
                 process.wait(5)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def test_two_hundred_tasks_submitted_at_once_all_answer_correctly(search_service) -> None:
+    service, _ = search_service
+    stats = asyncio.run(run_demo_tasks(build_demo_agent(service.url), 200, concurrency=200))
+    summary = stats.summary()
+    assert summary["tasks"] == 200
+    assert sum(r.success for r in stats.results) == 200, summary
+    assert summary["call_outcomes"] == {"ok": 600}
