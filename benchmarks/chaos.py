@@ -61,7 +61,8 @@ from ironloop.benchmarks.chaos_contenders import (
     STOCK_CONTENDERS,
     Progress,
 )
-from ironloop.demo.tasks import percentile
+from ironloop.benchmarks.plots import missing_matplotlib, pyplot
+from ironloop.commands import positive_int
 
 DEFAULT_SEED = 7
 EXPECTED_CALLS = {"population": 3, "payment": 2}
@@ -290,6 +291,8 @@ def judge_run(run: ContenderRun, tasks: Sequence[ChaosTask], charges: Sequence[t
 
 
 def summarize(run: ContenderRun, deadline_s: float) -> dict[str, Any]:
+    from ironloop.checkpoints.stats import percentile
+
     records = run.records
     n = len(records)
     seconds = [r.seconds for r in records]
@@ -445,11 +448,7 @@ def format_goals(goals: list[dict[str, Any]]) -> str:
 
 def plot_latencies(runs: Sequence[ContenderRun], path: Path, *, profile: str, deadline_s: float) -> None:
     """ECDF of task latency per contender on a log time axis, the deadline marked: tails and hangs stand out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(9, 5.2), dpi=110)
     for run in runs:
         values = sorted(max(r.seconds, 1e-4) * 1000 for r in run.records)
@@ -476,10 +475,10 @@ def plot_latencies(runs: Sequence[ContenderRun], path: Path, *, profile: str, de
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", type=_positive_int, default=1000, help="tasks per contender (default 1000)")
+    parser.add_argument("--tasks", type=positive_int, default=1000, help="tasks per contender (default 1000)")
     parser.add_argument("--profile", default="reference", help="fault profile: reference, harsh, outage, ...")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="fault and task seed")
-    parser.add_argument("--concurrency", type=_positive_int, default=8, help="tasks in flight per contender")
+    parser.add_argument("--concurrency", type=positive_int, default=8, help="tasks in flight per contender")
     parser.add_argument("--task-deadline", type=float, default=15.0, help="seconds before a task counts as a hang")
     parser.add_argument("--side-effect-share", type=float, default=0.1, help="share of payment tasks (0..1)")
     parser.add_argument(
@@ -495,13 +494,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where the JSON, table and PNG go")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 @dataclass
@@ -578,6 +570,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0.0 <= args.side_effect_share <= 1.0:
         print("ironloop bench chaos: --side-effect-share must be within 0..1", file=sys.stderr)
+        return 2
+    if not args.no_plot and (missing := missing_matplotlib()):
+        print(f"ironloop bench chaos: {missing}", file=sys.stderr)
         return 2
     settings = Settings(
         args.tasks, args.profile, args.seed, args.concurrency, args.task_deadline, args.side_effect_share, contenders

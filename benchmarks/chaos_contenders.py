@@ -32,14 +32,13 @@ import asyncio
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ironloop.demo.scenario import demo_script
-from ironloop.demo.scripted_model import ScriptedChatModel
-from ironloop.tools.builtin import calc, make_charge_tool, make_search_tool
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool, StructuredTool
+if TYPE_CHECKING:  # the contenders' packages are imported when one is built: `bench chaos --help` stays quick
+    from ironloop.demo.scripted_model import ScriptedChatModel
+    from langchain_core.messages import AnyMessage
+    from langchain_core.runnables import Runnable, RunnableConfig
+    from langchain_core.tools import BaseTool
 
 CONTENDERS: dict[str, str] = {
     "ironloop": "ironloop (default policies)",
@@ -89,11 +88,17 @@ class Contender(Protocol):
 
 def scripted_model() -> ScriptedChatModel:
     """The model every contender gets: instant and deterministic, reading only the observations' text."""
+    from ironloop.demo.scenario import demo_script
+    from ironloop.demo.scripted_model import ScriptedChatModel
+
     return ScriptedChatModel(script=demo_script)
 
 
 def stock_tools(url: str) -> list[BaseTool]:
     """The tools the stock contenders get: ironloop's ``search`` and ``calc``, and the unkeyed ``charge_card``."""
+    from ironloop.tools.builtin import calc, make_charge_tool, make_search_tool
+    from langchain_core.tools import StructuredTool
+
     return [
         make_search_tool(url),
         StructuredTool.from_function(calc),
@@ -115,7 +120,9 @@ class GraphContender:
         pass
 
     async def run(self, question: str, thread_id: str, progress: Progress) -> None:
-        config = {"configurable": {"thread_id": thread_id}}
+        from langchain_core.messages import HumanMessage
+
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         async for state in self.graph.astream({"messages": [HumanMessage(question)]}, config, stream_mode="values"):
             progress.messages = list(state["messages"])
 
@@ -141,6 +148,8 @@ class PlainLoop:
         pass
 
     async def run(self, question: str, thread_id: str, progress: Progress) -> None:
+        from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
         messages: list[AnyMessage] = [HumanMessage(question)]
         progress.messages = messages
         for _ in range(LOOP_MAX_TURNS):
@@ -220,8 +229,9 @@ class MCPContender(GraphContender):
 
 async def make_ironloop_mcp(url: str, mcp_url: str) -> tuple[Runnable, Any]:
     from ironloop.graph.agent import build_agent
-    from ironloop.tools.builtin import BUILTIN_POLICIES, SEARCH_POLICY
+    from ironloop.tools.builtin import BUILTIN_POLICIES, SEARCH_POLICY, calc, make_charge_tool
     from ironloop.tools.mcp import MCPServers, retry_on_error_text
+    from langchain_core.tools import StructuredTool
 
     policy = SEARCH_POLICY.but(**MCP_SEARCH_POLICY_CHANGES, retry_on=retry_on_error_text(["HTTP 503", "HTTP 429"]))
     servers = MCPServers.from_config(

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ironloop.benchmarks import RESULTS_DIR
-from langchain_core.messages import AIMessage, ToolMessage
-from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint, empty_checkpoint
-from langgraph.checkpoint.base.id import uuid6
+
+if TYPE_CHECKING:  # LangGraph and LangChain are imported where used: `ironloop bench checkpoint --help` stays quick
+    from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint
 
 POSTGRES = "127.0.0.1:5432"
 MEASURES = ("put", "put_writes", "get_tuple", "list", "demo_task")
@@ -49,6 +49,10 @@ class Contender:
 def agent_steps(saver: BaseCheckpointSaver, steps: int) -> Iterator[tuple[Checkpoint, dict[str, Any], dict[str, Any]]]:
     """(checkpoint, metadata, new_versions) for a thread whose message list grows by a model turn and its
     observations each step, with versions made by ``saver`` itself."""
+    from langchain_core.messages import AIMessage, ToolMessage
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.base.id import uuid6
+
     messages: list[Any] = []
     versions: dict[str, Any] = {}
     for step in range(steps):
@@ -90,6 +94,8 @@ def measure_put(saver: BaseCheckpointSaver, ops: int) -> float:
 
 
 def measure_put_writes(saver: BaseCheckpointSaver, ops: int) -> float:
+    from langchain_core.messages import ToolMessage
+
     config = fill_thread(saver, f"writes-{secrets.token_hex(4)}", 1)
     writes = [
         ("messages", [ToolMessage(content="result " * 30, tool_call_id=f"c{i}", name="search")]) for i in range(3)

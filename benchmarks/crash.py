@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ironloop.benchmarks import RESULTS_DIR
+from ironloop.commands import positive_int
 
 if TYPE_CHECKING:
     from ironloop.checkpoints import SQLAlchemySaver
@@ -86,8 +87,8 @@ checkpoint write, before the worker reached the graph (loading), anywhere else (
 
 WARM_MODULES = (
     "ironloop.demo.agent",
-    "ironloop.cli.app",
-    "ironloop.cli.threads",
+    "ironloop.commands",
+    "ironloop.graph.status",
     "ironloop.checkpoints.idempotency",
     "ironloop.checkpoints.migrate",
     "sqlite3",
@@ -243,23 +244,23 @@ def run_crash(plan: CrashPlan, workdir: Path | None = None) -> CrashFigures:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kills", type=_positive_int, default=500, help="kill workers this many times (default 500)")
+    parser.add_argument("--kills", type=positive_int, default=500, help="kill workers this many times (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tasks, kill moments and faults")
     parser.add_argument("--db", default=None, help="checkpoint database URL (default: a temporary SQLite file)")
     parser.add_argument(
         "--profile", default=MIXED, help="fault profile of the payments service, or mixed: lost-responses and none"
     )
-    parser.add_argument("--concurrency", type=_positive_int, default=3, help="tasks in flight at once (default 3)")
+    parser.add_argument("--concurrency", type=positive_int, default=3, help="tasks in flight at once (default 3)")
     parser.add_argument("--json", dest="json_out", default=str(RESULTS_DIR / "crash.json"), help="write figures here")
     fleet = parser.add_argument_group("--distributed: Celery workers on a broker (benchmarks/crash_distributed.py)")
     fleet.add_argument("--distributed", action="store_true", help="kill Celery workers instead of single processes")
     fleet.add_argument("--broker", default=None, help="broker URL (default: $IRONLOOP_BROKER_URL or local RabbitMQ)")
-    fleet.add_argument("--workers", type=_positive_int, default=2, help="worker commands at once (default 2)")
-    fleet.add_argument("--worker-concurrency", type=_positive_int, default=2, help="processes per worker (default 2)")
+    fleet.add_argument("--workers", type=positive_int, default=2, help="worker commands at once (default 2)")
+    fleet.add_argument("--worker-concurrency", type=positive_int, default=2, help="processes per worker (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ironloop.cli.app import EXIT_USAGE, CommandError
+    from ironloop.commands import EXIT_USAGE, CommandError
 
     if args.distributed:
         from ironloop.benchmarks.crash_distributed import run as run_distributed
@@ -284,13 +285,6 @@ def run(args: argparse.Namespace) -> int:
         out.write_text(json.dumps({"plan": asdict(plan), "figures": figures.summary()}, indent=2) + "\n")
         print(f"wrote {out}")
     return 0 if figures.ok else 1
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 # -- the zygote and its workers (child processes) ---------------------------------------------------------------
@@ -398,7 +392,7 @@ def _worker(command: dict[str, Any]) -> int:
 
 
 def _run_step(command: dict[str, Any], mark: Callable[[bytes], None], report: int) -> None:
-    from ironloop.cli.app import AGENT_KEY
+    from ironloop.commands import AGENT_KEY
     from ironloop.demo.agent import build_demo_agent
 
     attempt = (json.dumps({"event": "attempt", "id": command["id"]}) + "\n").encode()
@@ -784,7 +778,7 @@ class _Harness:
                     self._kill(task, cause)
 
     def _on_exited(self, event: dict[str, Any], active: set[_Task]) -> None:
-        from ironloop.cli.threads import FINISHED, status_of
+        from ironloop.graph.status import FINISHED, status_of
 
         with self.lock:
             task = self.by_pid.pop(event["pid"])

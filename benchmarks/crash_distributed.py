@@ -219,7 +219,7 @@ class FleetCrash:
         from ironloop.checkpoints.leases import ThreadLeases
         from ironloop.checkpoints.migrate import upgrade
         from ironloop.demo.services.server import start_tool_services
-        from ironloop.distributed.submission import structure_agent
+        from ironloop.graph.status import state_reader
 
         started = time.monotonic()
         self.figures.broker = re.sub(r"//[^@/]*@", "//", self.plan.broker_url)
@@ -235,7 +235,7 @@ class FleetCrash:
             with SQLAlchemySaver.from_url(self.plan.db_url, migrate=False) as saver:
                 upgrade(saver.engine)  # once, before the workers race to do it
                 self.figures.database = describe(saver.engine.url)
-                self.saver, self.agent, self.leases = saver, structure_agent(saver), ThreadLeases(saver.engine)
+                self.saver, self.agent, self.leases = saver, state_reader(saver), ThreadLeases(saver.engine)
                 workers = [_Worker(self, i) for i in range(self.plan.workers)]
                 self.workers = workers
                 self._wait_ready(workers)
@@ -313,7 +313,7 @@ class FleetCrash:
         return task
 
     def _finished(self, task: _Task) -> bool:
-        from ironloop.cli.threads import FINISHED, status_of
+        from ironloop.graph.status import FINISHED, status_of
 
         snapshot = self.agent.get_state({"configurable": {"thread_id": task.thread_id}})
         if snapshot.created_at is None or status_of(snapshot) != FINISHED:
@@ -494,7 +494,7 @@ def run(args: Any) -> int:
     import tempfile
 
     from ironloop.benchmarks import RESULTS_DIR
-    from ironloop.cli.app import EXIT_USAGE, CommandError
+    from ironloop.commands import EXIT_USAGE, CommandError
 
     db = args.db or os.environ.get("IRONLOOP_DB_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     try:

@@ -31,7 +31,6 @@ from typing import Any
 
 from ironloop.benchmarks import RESULTS_DIR
 from ironloop.benchmarks.chaos import machine_facts
-from ironloop.demo.tasks import percentile
 
 QUERY = {"query": "Paris population"}
 EXPECTED = "Paris (France) has a population of 2,160,000"
@@ -48,6 +47,8 @@ class Timings:
     cpu_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
+        from ironloop.checkpoints.stats import percentile
+
         values = self.seconds
         return {
             "calls": len(values),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import secrets
 import statistics
@@ -32,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ironloop.benchmarks import RESULTS_DIR
+from ironloop.benchmarks.plots import missing_matplotlib, pyplot
 from ironloop.benchmarks.processes import cpu_s, stop_group
+from ironloop.checkpoints.stats import percentile
 
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -58,8 +59,8 @@ class Batch:
             "contender": self.contender,
             "tasks": self.tasks,
             "tasks_per_s": round(self.throughput, 2),
-            "p50_ms": round(_percentile(self.latencies_s, 50) * 1000, 1),
-            "p99_ms": round(_percentile(self.latencies_s, 99) * 1000, 1),
+            "p50_ms": round(percentile(self.latencies_s, 50) * 1000, 1),
+            "p99_ms": round(percentile(self.latencies_s, 99) * 1000, 1),
             "cpu_ms_per_task": round(self.cpu_s / self.tasks * 1000, 1),
             "correct": self.correct,
         }
@@ -111,10 +112,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", default=None, help="broker URL (default $IRONLOOP_BROKER_URL or local RabbitMQ)")
     parser.add_argument("--baseline-threads", type=int, default=4, help="threads of the single-process baseline")
     parser.add_argument("--json", dest="json_out", default=str(RESULTS_DIR / "scale.json"))
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG of throughput against workers")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ironloop.cli.app import EXIT_USAGE, CommandError
+    from ironloop.commands import EXIT_USAGE, CommandError
     from ironloop.demo.services.faults import PROFILES
 
     try:
@@ -125,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--workers counts, --tasks and --rounds must be at least 1", EXIT_USAGE)
     if args.profile not in PROFILES:
         raise CommandError(f"unknown profile {args.profile!r}; choose one of: {', '.join(PROFILES)}", EXIT_USAGE)
+    if not args.no_plot and (missing := missing_matplotlib()):
+        raise CommandError(missing, EXIT_USAGE)
     db = args.db or os.environ.get("IRONLOOP_DB_URL") or DEFAULT_DB
     if db.startswith("sqlite"):
         raise CommandError("scale needs a server database (PostgreSQL or MariaDB): pass --db", EXIT_USAGE)
@@ -138,9 +142,8 @@ def run(args: argparse.Namespace) -> int:
         batch.pop("latencies_s")
     out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
-    plot = plot_throughput(results.table(), results.machine, out.with_suffix(".png"))
-    if plot:
-        print(f"wrote {plot}")
+    if not args.no_plot:
+        print(f"wrote {plot_throughput(results.table(), results.machine, out.with_suffix('.png'))}")
     return 0
 
 
@@ -342,7 +345,7 @@ def _figures(saver: Any, submitted: dict[str, float], cpu_s: float) -> tuple[flo
     from ironloop.demo.scenario import expected_answer, places_in
     from ironloop.demo.tasks import corpus_population
     from ironloop.distributed.runs import final_answer
-    from ironloop.distributed.submission import structure_agent
+    from ironloop.graph.status import state_reader
     from sqlalchemy import func, select
 
     c = checkpoints.c
@@ -357,7 +360,7 @@ def _figures(saver: Any, submitted: dict[str, float], cpu_s: float) -> tuple[flo
     wall = max(finished.values()) - min(submitted.values())
     places = places_in(_question())
     expected = expected_answer(places, [corpus_population(p) for p in places])
-    agent = structure_agent(saver)
+    agent = state_reader(saver)
     correct = sum(
         (final_answer(agent.get_state({"configurable": {"thread_id": t}})) or "").startswith(expected)
         for t in submitted
@@ -365,20 +368,9 @@ def _figures(saver: Any, submitted: dict[str, float], cpu_s: float) -> tuple[flo
     return wall, latencies, cpu_s, correct
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(len(ordered) * q / 100)) - 1] if ordered else float("nan")
-
-
-def plot_throughput(table: list[dict[str, Any]], machine: str, path: Path) -> Path | None:
+def plot_throughput(table: list[dict[str, Any]], machine: str, path: Path) -> Path:
     """Throughput against worker processes, the baseline as a line (from `ScaleResults.table` rows)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    plt = pyplot()
     workers = [(int(r["contender"].split()[0]), r["tasks_per_s"]) for r in table if r["contender"] != BASELINE]
     baseline = next((r["tasks_per_s"] for r in table if r["contender"] == BASELINE), None)
     figure, axes = plt.subplots(figsize=(5, 3.5))

@@ -57,6 +57,8 @@ _DRIVERS = {
     "mysql": "pymysql",
     "mariadb": "pymysql",
 }
+_EXTRAS = {"psycopg": "postgres", "pymysql": "mysql"}
+"""The ``ironloop[...]`` extra that installs each default driver."""
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 SUPPORTED = "sqlite:///path.db, postgresql+psycopg://user@host:port/db, mysql+pymysql://user@host:port/db"
 
@@ -84,6 +86,17 @@ def parse_url(url: str | URL) -> URL:
     if not driver and backend in _DRIVERS:
         driver = _DRIVERS[backend]
     return parsed.set(drivername=f"{backend}+{driver}" if driver else backend)
+
+
+def _missing_driver(parsed: URL, error: Exception) -> str:
+    """One line saying which driver is missing for ``parsed`` and what installs it."""
+    database, driver = describe(parsed), parsed.get_driver_name()
+    extra = _EXTRAS.get(driver)
+    if extra is None:
+        return f"cannot use {database}: driver {parsed.drivername!r} is not available ({error}); supported: {SUPPORTED}"
+    if "libpq" in str(error) or "pq wrapper" in str(error):  # psycopg is there, the C library it needs is not
+        return f"cannot use {database}: psycopg finds no libpq; install libpq, or: pip install 'psycopg[binary]'"
+    return f"cannot use {database}: its driver {driver} is not installed; run: pip install 'ironloop[{extra}]'"
 
 
 def describe(url: str | URL) -> str:
@@ -150,10 +163,7 @@ def make_engine(url: str | URL | None = None, *, create: bool = True, **engine_o
     try:
         engine = create_engine(parsed, connect_args=connect_args, **options)
     except (exc.NoSuchModuleError, ImportError) as error:
-        raise InvalidDatabaseURLError(
-            f"cannot use {describe(parsed)}: driver {parsed.drivername!r} is not available ({error}); "
-            f"supported: {SUPPORTED}"
-        ) from error
+        raise InvalidDatabaseURLError(_missing_driver(parsed, error)) from error
     except exc.ArgumentError as error:
         raise InvalidDatabaseURLError(f"cannot use {describe(parsed)}: {error}") from error
     if backend == "sqlite":

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from ironloop.checkpoints.schema import tool_approvals, tool_attempts, tool_calls
+from ironloop.checkpoints.stats import percentile
 from sqlalchemy import Engine, select
 
 
@@ -43,10 +44,7 @@ class ToolFigures:
         return (self.transient_attempts + self.timeouts) / self.attempts if self.attempts else math.nan
 
     def latency_ms(self, q: float) -> float:
-        if not self.durations_ms:
-            return math.nan
-        ordered = sorted(self.durations_ms)
-        return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+        return percentile(self.durations_ms, q)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from ironloop.tools.errors import IronloopError
 from ironloop.tools.validation import Rejection
 from langgraph.checkpoint.serde.event_hooks import SerdeEvent, register_serde_event_listener
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -39,7 +40,7 @@ IRONLOOP_TYPES: tuple[type, ...] = (Rejection,)
 _refused: ContextVar[list[str] | None] = ContextVar("ironloop_serde_refused", default=None)
 
 
-class DisallowedTypeError(ValueError):
+class DisallowedTypeError(IronloopError, ValueError):
     """A stored value names a type (or a method) outside the allow-list, or a type tag no saver writes."""
 
 

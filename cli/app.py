@@ -34,34 +34,23 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ironloop.benchmarks import BENCHMARKS
 from ironloop.cli import mcp as mcp_cli
 from ironloop.cli.text import printable
-from ironloop.cli.trajectory import TrajectoryPrinter
-from ironloop.demo.scenario import DEMO_QUESTION
+from ironloop.version import __version__
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_PAUSED = 3
+if TYPE_CHECKING:  # imported where used: `ironloop --help` does not load LangChain
+    from ironloop.cli.trajectory import TrajectoryPrinter
+
+from ironloop.commands import AGENT_KEY, EXIT_FAILED, EXIT_PAUSED, EXIT_USAGE, CommandError, positive_int
 
 REAL_MODEL_PROMPT = (
     "You are a careful assistant with tools. Use search to look facts up and calc for arithmetic; call "
     "independent tools in parallel. If a tool reports an error or a fallback, say what is missing rather than "
     "guessing. End with a short, direct answer."
 )
-
-AGENT_KEY = "ironloop_agent"
-"""Checkpoint metadata naming how a thread's agent was built, so ``resume`` can rebuild it."""
-
-
-class CommandError(Exception):
-    """A failure to report as one line, with the exit code to use."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED):
-        super().__init__(message)
-        self.code = code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ironloop", description="A ReAct agent whose tool calls are reliable RPCs.")
+    parser.add_argument("--version", action="version", version=f"ironloop {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument("--db", default=None, help="database URL (default: $IRONLOOP_DB_URL or ./ironloop.db)")
@@ -95,11 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     answer_all.add_argument("--deny-all", action="store_true", help="reject every call that asks for approval")
 
     demo = commands.add_parser("demo", parents=[database, approval], help="run the offline demo (scripted model)")
-    demo.add_argument("--tasks", type=_positive_int, default=None, help="run N seeded tasks and print figures")
-    demo.add_argument("--concurrency", type=_positive_int, default=1, help="tasks run at once with --tasks")
+    demo.add_argument("--tasks", type=positive_int, default=None, help="run N seeded tasks and print figures")
+    demo.add_argument("--concurrency", type=positive_int, default=1, help="tasks run at once with --tasks")
     demo.add_argument("--profile", default="reference", help="fault profile of the search service")
     demo.add_argument("--seed", type=int, default=7, help="fault seed of the search service")
-    demo.add_argument("--question", default=DEMO_QUESTION)
+    demo.add_argument("--question", default=None, help="the question (default: the demo's population question)")
     demo.add_argument("--thread", default=None, help="thread id (default: a new one)")
     demo.add_argument("--json", dest="json_out", metavar="PATH", help="with --tasks: also write the figures here")
     demo.set_defaults(handler=run_demo)
@@ -109,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
     model.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY)")
     model.add_argument("--fallback-model", default=None, help="model asked when the primary keeps failing")
-    model.add_argument("--model-attempts", type=_positive_int, default=4, help="attempts per model call (429, 5xx)")
+    model.add_argument("--model-attempts", type=positive_int, default=4, help="attempts per model call (429, 5xx)")
     model.add_argument("--search-url", default=None, help="search service (default: $IRONLOOP_SEARCH_URL or bundled)")
     model.add_argument("--profile", default="none", help="fault profile of the bundled search service")
     model.add_argument("--stream", action="store_true", help="print tokens and tool events as they happen")
@@ -118,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", parents=[database, model, approval], help="answer a question with a real model")
     run.add_argument("question")
     run.add_argument("--thread", default=None, help="thread id (default: a new one)")
-    run.add_argument("--max-turns", type=_positive_int, default=10)
+    run.add_argument("--max-turns", type=positive_int, default=10)
     run.set_defaults(handler=run_real_model)
 
     resume = commands.add_parser("resume", parents=[database, model], help="continue a thread, or fork a checkpoint")
@@ -131,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.set_defaults(handler=resume_thread)
 
     threads = commands.add_parser("threads", parents=[database], help="list threads and their status")
-    threads.add_argument("--limit", type=_positive_int, default=50)
+    threads.add_argument("--limit", type=positive_int, default=50)
     threads.set_defaults(handler=list_threads)
 
     history = commands.add_parser("history", parents=[database], help="list a thread's checkpoints")
@@ -183,13 +173,6 @@ def run_benchmark(args: argparse.Namespace) -> int:
     )
     module.add_arguments(parser)
     return int(module.run(parser.parse_args(args.options)) or 0)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 # -- the store: checkpoints and the attempt ledger, in one database --------------------------------------------
@@ -245,8 +228,10 @@ def _start_search(profile: str, seed: int, port: int = 0, credentials: Any = Non
 
 def run_demo(args: argparse.Namespace) -> int:
     from ironloop.demo.agent import build_demo_agent
+    from ironloop.demo.scenario import DEMO_QUESTION
     from ironloop.demo.tasks import run_demo_tasks
 
+    args.question = args.question or DEMO_QUESTION
     credentials = _credentials()
     service = _start_search(args.profile, args.seed, credentials=credentials)
     try:
@@ -301,7 +286,7 @@ def run_real_model(args: argparse.Namespace) -> int:
 
 
 def resume_thread(args: argparse.Namespace) -> int:
-    from ironloop.cli.threads import FINISHED, status_of
+    from ironloop.graph.status import FINISHED, status_of
 
     if getattr(args, "enqueue", False):
         from ironloop.cli.distributed import enqueue_resume
@@ -345,9 +330,10 @@ def _one_runner(
     """Claim the command's decision for the calls waiting now, then run the thread as its one runner
     (`cli.decisions`); a decision someone else made first is a one-line error."""
     from ironloop.checkpoints.decisions import AlreadyDecidedError
+    from ironloop.cli.approver import approver_for
     from ironloop.cli.decisions import ContinuedElsewhere, NothingToDecide, one_runner
 
-    approver = _approver(args)
+    approver = approver_for(args)
     decision = getattr(approver, "decision", None) if args.command == "resume" else None
     try:
         with one_runner(store.saver.engine, agent, config, approver, decision, command=command) as recorded:
@@ -376,36 +362,11 @@ def _config(thread: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread}, "metadata": dict(spec)}
 
 
-def _approver(args: argparse.Namespace) -> Any:
-    """Who answers approval requests: the flags given, else the terminal, else nobody (the run pauses)."""
-    from ironloop.cli.approver import FixedApprover, PauseApprover, TerminalApprover, who
-    from ironloop.tools.approval import Approve, Edit, Reject
-
-    if getattr(args, "approve_all", False):
-        return FixedApprover(Approve(by=who("--approve-all")))
-    if getattr(args, "deny_all", False):
-        return FixedApprover(Reject("denied by --deny-all (non-interactive run)", by=who("--deny-all")))
-    if getattr(args, "approve", False):
-        return FixedApprover(Approve(by=who("ironloop resume --approve")))
-    if getattr(args, "reject", None) is not None:
-        return FixedApprover(Reject(args.reject, by=who("ironloop resume --reject")))
-    if getattr(args, "edit", None) is not None:
-        try:
-            edited = json.loads(args.edit)
-        except ValueError:
-            edited = None
-        if not isinstance(edited, dict):
-            raise CommandError(f"--edit takes the new arguments as a JSON object, got {args.edit!r}", EXIT_USAGE)
-        return FixedApprover(Edit(edited, by=who("ironloop resume --edit")))
-    if sys.stdin is not None and sys.stdin.isatty():
-        return TerminalApprover()
-    return PauseApprover()
-
-
 def _drive(agent: Any, state_in: Any, config: dict[str, Any], approver: Any, *, tokens: bool = False) -> str | None:
     """Run to the end, answering approval requests with ``approver``; if it answers none, stop with the thread
     paused (`EXIT_PAUSED`) and say how to decide from any process."""
-    from ironloop.cli.threads import pending_approvals
+    from ironloop.cli.trajectory import TrajectoryPrinter
+    from ironloop.graph.status import pending_approvals
 
     printer = TrajectoryPrinter(tokens=tokens)
     if state_in is None and (waiting := pending_approvals(agent.get_state(config))):
@@ -546,12 +507,12 @@ def _chat_openai(model_name: str | None, endpoint: Endpoint) -> Any:
 def list_threads(args: argparse.Namespace) -> int:
     from ironloop.checkpoints.errors import CorruptCheckpointError
     from ironloop.checkpoints.leases import ThreadLeases
+    from ironloop.checkpoints.threads import recent_threads
     from ironloop.cli.approver import describe_request
-    from ironloop.cli.threads import CORRUPT, failure_of, pending_approvals, recent_threads, status_of
-    from ironloop.demo.agent import build_demo_agent
+    from ironloop.graph.status import CORRUPT, failure_of, pending_approvals, state_reader, status_of
 
     with open_store(args.db, create=False) as store:
-        agent = build_demo_agent("http://127.0.0.1:9", checkpointer=store.saver)  # structure only: nothing runs
+        agent = state_reader(store.saver)
         rows = recent_threads(store.saver.engine, limit=args.limit)
         if not rows:
             print(f"no threads in {store.where}")
@@ -576,12 +537,10 @@ def list_threads(args: argparse.Namespace) -> int:
 
 
 def show_history(args: argparse.Namespace) -> int:
-    from ironloop.cli.threads import history
-    from ironloop.demo.agent import build_demo_agent
+    from ironloop.graph.status import history, state_reader
 
     with open_store(args.db, create=False) as store:
-        agent = build_demo_agent("http://127.0.0.1:9", checkpointer=store.saver)
-        rows = history(agent, args.thread)
+        rows = history(state_reader(store.saver), args.thread)
         if not rows:
             raise CommandError(f"no thread {args.thread!r} in {store.where}", EXIT_USAGE)
         print(f"{'checkpoint':<38} {'step':>4}  {'node':<10} {'time':<19}  pending tool calls")

@@ -8,6 +8,7 @@ run, or returns ``None``: the thread stays paused in the checkpoint store, and a
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import sys
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from ironloop.cli.text import printable
+from ironloop.commands import EXIT_USAGE, CommandError
 from ironloop.tools.approval import Approve, Edit, Reject
 from langgraph.types import Interrupt
 
@@ -120,3 +122,26 @@ class TerminalApprover:
         print(prompt, end="", file=out, flush=True)
         line = (self.stdin or sys.stdin).readline()
         return line.rstrip("\n") if line else None
+
+
+def approver_for(args: argparse.Namespace) -> Approver:
+    """Who answers approval requests: the flags given, else the terminal, else nobody (the run pauses)."""
+    if getattr(args, "approve_all", False):
+        return FixedApprover(Approve(by=who("--approve-all")))
+    if getattr(args, "deny_all", False):
+        return FixedApprover(Reject("denied by --deny-all (non-interactive run)", by=who("--deny-all")))
+    if getattr(args, "approve", False):
+        return FixedApprover(Approve(by=who("ironloop resume --approve")))
+    if getattr(args, "reject", None) is not None:
+        return FixedApprover(Reject(args.reject, by=who("ironloop resume --reject")))
+    if getattr(args, "edit", None) is not None:
+        try:
+            edited = json.loads(args.edit)
+        except ValueError:
+            edited = None
+        if not isinstance(edited, dict):
+            raise CommandError(f"--edit takes the new arguments as a JSON object, got {args.edit!r}", EXIT_USAGE)
+        return FixedApprover(Edit(edited, by=who("ironloop resume --edit")))
+    if sys.stdin is not None and sys.stdin.isatty():
+        return TerminalApprover()
+    return PauseApprover()

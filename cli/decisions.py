@@ -19,7 +19,7 @@ from typing import Any
 from ironloop.checkpoints.decisions import AlreadyDecidedError, DecisionBook, DecisionRun, WaitingCall
 from ironloop.checkpoints.leases import Runner, ThreadLeases
 from ironloop.cli.approver import Approver, describe_request, who
-from ironloop.cli.threads import pending_approvals
+from ironloop.graph.status import pending_approvals
 from langgraph.types import Interrupt
 from sqlalchemy import Engine
 

@@ -14,8 +14,7 @@ import os
 import sys
 from typing import Any
 
-from ironloop.cli.app import EXIT_FAILED, EXIT_PAUSED, EXIT_USAGE, CommandError, _approver, _positive_int
-from ironloop.cli.trajectory import TrajectoryPrinter
+from ironloop.commands import EXIT_FAILED, EXIT_PAUSED, EXIT_USAGE, CommandError, positive_int
 
 ENQUEUE_ENV = "IRONLOOP_ENQUEUE"
 
@@ -27,7 +26,7 @@ def register(commands: Any, database: argparse.ArgumentParser) -> None:
     broker.add_argument("--queue", default=None, help="queue name (default: $IRONLOOP_QUEUE or ironloop)")
 
     worker = commands.add_parser("worker", parents=[database, broker], help="run a Celery worker for queued threads")
-    worker.add_argument("-c", "--concurrency", type=_positive_int, default=1, help="worker processes (default 1)")
+    worker.add_argument("-c", "--concurrency", type=positive_int, default=1, help="worker processes (default 1)")
     worker.add_argument("--agent", default=None, help="MODULE:FACTORY building the agent from a checkpointer")
     worker.add_argument("--traffic", default=None, help="redis://... sharing rate limits and circuits (default: none)")
     worker.add_argument("--loglevel", default="INFO")
@@ -109,17 +108,18 @@ def enqueue_resume(args: argparse.Namespace) -> int:
     _fleet_environment(args)
     from ironloop.checkpoints import SQLAlchemySaver
     from ironloop.checkpoints.decisions import AlreadyDecidedError, DecisionBook, WaitingCall
+    from ironloop.cli.approver import approver_for
     from ironloop.cli.decisions import checkpoint_of
-    from ironloop.cli.threads import FINISHED, pending_approvals, status_of
-    from ironloop.distributed.submission import enqueue_continuation, structure_agent
+    from ironloop.distributed.submission import enqueue_continuation
+    from ironloop.graph.status import FINISHED, pending_approvals, state_reader, status_of
 
     if args.checkpoint:
         raise CommandError("--checkpoint (a fork) runs here only: drop --enqueue to fork", EXIT_USAGE)
-    approver = _approver(args)
+    approver = approver_for(args)
     decision = getattr(approver, "decision", None)
     with SQLAlchemySaver.from_url(args.db) as saver:
         saver.setup()
-        snapshot = structure_agent(saver).get_state({"configurable": {"thread_id": args.thread}})
+        snapshot = state_reader(saver).get_state({"configurable": {"thread_id": args.thread}})
         if snapshot.created_at is None:
             raise CommandError(f"no thread {args.thread!r}", EXIT_USAGE)
         book = DecisionBook(saver.engine)
@@ -155,16 +155,18 @@ def enqueue_resume(args: argparse.Namespace) -> int:
 
 def _wait(handle: Any, args: argparse.Namespace) -> int:
     from ironloop.checkpoints import SQLAlchemySaver
-    from ironloop.cli.threads import FAILED, WAITING_FOR_APPROVAL
-    from ironloop.distributed.submission import WaitTimeoutError, structure_agent
+    from ironloop.distributed.submission import WaitTimeoutError
     from ironloop.graph.state import current_run
+    from ironloop.graph.status import FAILED, WAITING_FOR_APPROVAL, state_reader
 
     try:
         outcome = handle.wait(args.timeout)
     except WaitTimeoutError as exc:
         raise CommandError(f"{exc}; `ironloop threads` shows where it is", EXIT_FAILED) from None
     with SQLAlchemySaver.from_url(handle.db_url) as saver:
-        snapshot = structure_agent(saver).get_state({"configurable": {"thread_id": handle.thread_id}})
+        snapshot = state_reader(saver).get_state({"configurable": {"thread_id": handle.thread_id}})
+    from ironloop.cli.trajectory import TrajectoryPrinter
+
     printer = TrajectoryPrinter()
     for message in current_run(list(snapshot.values.get("messages", []))):
         printer.feed("updates", {"run": {"messages": [message]}})

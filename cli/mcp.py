@@ -107,7 +107,7 @@ def describe(mcp: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def open_servers(config: str | os.PathLike[str]) -> Iterator[Any]:
     """`MCPServers` for the command line: config problems and servers that do not start are one-line errors."""
-    from ironloop.cli.app import EXIT_FAILED, EXIT_USAGE, CommandError
+    from ironloop.commands import EXIT_FAILED, EXIT_USAGE, CommandError
 
     try:
         from ironloop.tools.mcp import MCPConfigError, MCPServers, MCPServerUnavailable
@@ -142,7 +142,7 @@ def agent_servers(args: argparse.Namespace, spec: dict[str, Any]) -> Iterator[An
 def configured_file(environ: Any = None) -> str | None:
     """``[mcp] config`` of ``ironloop.toml`` (``$IRONLOOP_CONFIG``, else ``./ironloop.toml``), resolved against
     that file's folder; ``None`` if there is no such setting."""
-    from ironloop.cli.app import EXIT_USAGE, CommandError
+    from ironloop.commands import EXIT_USAGE, CommandError
 
     env = os.environ if environ is None else environ
     path = Path(env.get("IRONLOOP_CONFIG") or "ironloop.toml")

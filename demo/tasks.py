@@ -7,7 +7,6 @@ fallback, no error observation) at exactly the expected number of model calls.
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import time
 import uuid
@@ -16,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ironloop.checkpoints.stats import percentile
 from ironloop.demo.scenario import DEMO_QUESTION, expected_answer, places_in
 from ironloop.demo.services.search import bundled_corpus
 from ironloop.graph.state import current_run
@@ -64,13 +64,6 @@ def judge(messages: Sequence[Any], expected: str, seconds: float) -> TaskResult:
         and all(outcome == "ok" for outcome in outcomes.elements())
     )
     return TaskResult(seconds, model_calls, success, answer, len(observations), attempts, outcomes)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in [0, 100]) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass

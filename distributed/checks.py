@@ -8,9 +8,10 @@ from ironloop.checkpoints.database import parse_url
 from ironloop.distributed.agents import AgentSpecError, load_factory
 from ironloop.distributed.settings import DEFAULT_AGENT, Settings
 from ironloop.tools.builtin import SEARCH_URL_ENV
+from ironloop.tools.errors import IronloopError
 
 
-class FleetConfigError(ValueError):
+class FleetConfigError(IronloopError, ValueError):
     """The worker's configuration cannot work; the message says what to change."""
 
 

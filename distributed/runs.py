@@ -19,6 +19,7 @@ from typing import Any
 
 from ironloop.checkpoints.decisions import DecisionBook, DecisionRun
 from ironloop.checkpoints.leases import LeasedSaver, Runner, ThreadLeases
+from ironloop.commands import AGENT_KEY
 from ironloop.distributed.agents import FACTORY_PREFIX, load_factory
 from ironloop.distributed.settings import DEFAULT_AGENT, Settings
 from langchain_core.messages import AIMessage, HumanMessage
@@ -26,9 +27,6 @@ from langgraph.types import Command
 
 MAX_PASSES = 50
 """Graph passes one task may make (a pass ends at a pause or the end); more means something loops."""
-
-AGENT_KEY = "ironloop_agent"
-"""Checkpoint metadata naming how the thread's agent was built (as the CLI writes it), so ``resume`` rebuilds it."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ class WorkerRuntime:
     def run(self, thread_id: str, message: str | None, message_id: str | None, *, lease_wait_s: float) -> Outcome:
         """Run the thread until it finishes or waits for a person. `ThreadBusyError` if another live runner holds
         it for longer than ``lease_wait_s``."""
-        from ironloop.cli.threads import FINISHED, status_of
+        from ironloop.graph.status import FINISHED, status_of
 
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id}, "metadata": {AGENT_KEY: self.agent_key}}
         with self.leases.acquire(thread_id, wait_s=lease_wait_s):
@@ -87,7 +85,7 @@ class WorkerRuntime:
             raise RuntimeError(f"thread {thread_id!r} did not settle after {MAX_PASSES} passes of the graph")
 
     def _outcome(self, thread_id: str, snapshot: Any, passes: int) -> Outcome:
-        from ironloop.cli.threads import NOT_STARTED, status_of
+        from ironloop.graph.status import NOT_STARTED, status_of
 
         status = status_of(snapshot) if snapshot.created_at is not None else NOT_STARTED
         return Outcome(thread_id, status, final_answer(snapshot), passes)
@@ -102,7 +100,7 @@ def _has_message(snapshot: Any, message_id: str | None) -> bool:
 
 
 def _pending_approvals(snapshot: Any) -> list[Any]:
-    from ironloop.cli.threads import pending_approvals
+    from ironloop.graph.status import pending_approvals
 
     return pending_approvals(snapshot)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ironloop.checkpoints.database import default_db_url
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
-DEFAULT_AGENT = "ironloop.distributed.agents:demo_agent"
+DEFAULT_AGENT = "ironloop.demo.worker:demo_agent"
 DEFAULT_QUEUE = "ironloop"
 
 BROKER_ENV = "IRONLOOP_BROKER_URL"

@@ -16,11 +16,12 @@ from typing import Any
 from ironloop.checkpoints.schema import KEY_LENGTH
 from ironloop.distributed.runs import Outcome, final_answer
 from ironloop.distributed.settings import Settings
+from ironloop.tools.errors import IronloopError
 
 POLL_S = 0.1
 
 
-class WaitTimeoutError(TimeoutError):
+class WaitTimeoutError(IronloopError, TimeoutError):
     """The thread's run did not end within the wait."""
 
 
@@ -40,24 +41,23 @@ class Submitted:
         ``timeout_s`` seconds."""
         from ironloop.checkpoints import SQLAlchemySaver
         from ironloop.checkpoints.leases import ThreadLeases
+        from ironloop.graph.status import state_reader, status_of
 
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with SQLAlchemySaver.from_url(self.db_url) as saver:
-            agent = structure_agent(saver)
+            agent = state_reader(saver)
             leases = ThreadLeases(saver.engine)
             config = {"configurable": {"thread_id": self.thread_id}}
             while True:
                 snapshot = agent.get_state(config)
                 if self._over(snapshot) and not leases.holders([self.thread_id]):
-                    from ironloop.cli.threads import status_of
-
                     return Outcome(self.thread_id, status_of(snapshot), final_answer(snapshot), 0)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise WaitTimeoutError(f"thread {self.thread_id!r} still running after {timeout_s:g} s")
                 time.sleep(poll_s)
 
     def _over(self, snapshot: Any) -> bool:
-        from ironloop.cli.threads import FAILED, FINISHED, WAITING_FOR_APPROVAL, pending_approvals, status_of
+        from ironloop.graph.status import FAILED, FINISHED, WAITING_FOR_APPROVAL, pending_approvals, status_of
 
         if snapshot.created_at is None:
             return False
@@ -69,14 +69,6 @@ class Submitted:
             waiting = {(i.value or {}).get("tool_call_id") for i in pending_approvals(snapshot)}
             return not waiting & set(self.decided)
         return status in (FINISHED, FAILED)
-
-
-def structure_agent(saver: Any) -> Any:
-    """An agent of the right shape for reading threads' state (every ironloop agent has the same nodes); it never
-    runs, so its tools point nowhere."""
-    from ironloop.demo.agent import build_demo_agent
-
-    return build_demo_agent("http://127.0.0.1:9", checkpointer=saver)
 
 
 def submit(

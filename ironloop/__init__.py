@@ -12,10 +12,10 @@ The names below are the public API; each is imported on first use, so ``import i
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-__version__ = "0.2.0"
+from ironloop.lazy import lazy_exports
+from ironloop.version import __version__
 
 _EXPORTS: dict[str, str] = {
     # the agent
@@ -130,14 +130,4 @@ if TYPE_CHECKING:
     from ironloop.tools.sentinels import NO_FALLBACK
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ironloop' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # imported once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -41,16 +41,20 @@ def record(message: ToolMessage) -> dict[str, Any]:
     return meta
 
 
-def run_cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``ironloop ARGS --db DB`` in a subprocess, without the caller's ``OPENAI_*``/``IRONLOOP_*`` variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IRONLOOP_"))}
-    env["PYTHONPATH"] = str(Path(__file__).parent.parent)
+def run_cli(
+    db: str, *args: str, stdin: int = subprocess.DEVNULL, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``ironloop ARGS --db DB`` in a subprocess, without the caller's ``OPENAI_*``/``IRONLOOP_*`` variables (plus
+    ``env``); stdin is not a terminal unless a test hands it one."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IRONLOOP_"))}
+    clean["PYTHONPATH"] = str(Path(__file__).parent.parent)
     return subprocess.run(
         [sys.executable, "-m", "ironloop", *args, "--db", db],
+        stdin=stdin,
         capture_output=True,
         text=True,
         timeout=120,
-        env=env,
+        env={**clean, **(env or {})},
         check=False,
     )
 

@@ -52,8 +52,14 @@ def test_ironloop_through_an_outage() -> None:
 def test_stock_contenders_smoke() -> None:
     summaries = chaos("reference", 10, list(STOCK_CONTENDERS))
     assert set(summaries) == set(STOCK_CONTENDERS)
-    for summary in summaries.values():
-        assert summary["tasks"] == 10 and summary["answered"] + summary["errors"] + summary["hangs"] == 10
+    for name, summary in summaries.items():
+        # each contender asked its model and met the same failing service: the run measured something
+        assert summary["model_calls_mean"] >= 1, name
+        assert summary["faults_served"]["search"].get("http_503", 0) > 0, name
+        assert summary["success_rate"] * summary["tasks"] <= summary["answered"], name  # a success is an answer
+    # Without retries, 45 % of searches failing cannot leave 10 tasks all right (16 searches or more: P < 1e-4),
+    # so the benchmark tells the contenders apart: a harness that stopped injecting faults would not.
+    assert summaries["create_react_agent"]["success_rate"] < 1.0, summaries["create_react_agent"]
 
 
 def test_ironloop_with_search_over_mcp() -> None:

@@ -7,30 +7,17 @@ import json
 import os
 import pty
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from ironloop.demo.services.payments import PaymentsLedger
 
+from tests.helpers import run_cli
 from tests.injection import QUESTION, injection_services, obedient_script
 from tests.openai_server import OpenAIStub
 
 EXIT_PAUSED = 3
-
-
-def cli(db: str, *args: str, stdin: int = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
-    """One ``ironloop`` process; stdin is not a terminal unless a test hands it one."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IRONLOOP_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "ironloop", *args, "--db", db],
-        stdin=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean,
-    )
 
 
 @pytest.fixture
@@ -48,56 +35,56 @@ def thread_of(output: str) -> str:
 
 def test_paused_in_one_process_approved_in_another(world) -> None:
     db, model, payments = world
-    first = cli(db, "run", QUESTION, *model)
+    first = run_cli(db, "run", QUESTION, *model)
     assert first.returncode == EXIT_PAUSED, first.stderr
     thread = thread_of(first.stdout)
     assert f"ironloop resume {thread} --approve" in first.stderr and "Traceback" not in first.stderr
     assert "charge_card(customer_id='cus_evil', amount_cents=99900)" in first.stderr
     assert "untrusted" in first.stderr
     assert payments.snapshot() == []  # the process is gone; the call waits in the checkpoint store
-    listed = cli(db, "threads")
+    listed = run_cli(db, "threads")
     assert f"{thread} " in listed.stdout and "waiting for approval (charge_card(" in listed.stdout
 
-    again = cli(db, "resume", thread, *model)  # no decision given, stdin not a terminal: still paused
+    again = run_cli(db, "resume", thread, *model)  # no decision given, stdin not a terminal: still paused
     assert again.returncode == EXIT_PAUSED and payments.snapshot() == []
 
-    approved = cli(db, "resume", thread, "--approve", *model)
+    approved = run_cli(db, "resume", thread, "--approve", *model)
     assert approved.returncode == 0, approved.stderr
     assert len(payments.snapshot()) == 1  # exactly once
     assert "APPROVED by" in approved.stdout and "search(" not in approved.stdout  # the search was not run again
     assert approved.stdout.strip().splitlines()[-1].startswith("Final: Charged cus_evil 99900 cents")
-    assert "finished" in cli(db, "threads").stdout
-    assert "nothing to resume" in cli(db, "resume", thread, "--approve", *model).stdout
+    assert "finished" in run_cli(db, "threads").stdout
+    assert "nothing to resume" in run_cli(db, "resume", thread, "--approve", *model).stdout
     assert len(payments.snapshot()) == 1
 
-    log = json.loads(cli(db, "report", "--approvals", "--json").stdout)
+    log = json.loads(run_cli(db, "report", "--approvals", "--json").stdout)
     assert [(r["thread_id"], r["tool"], r["decision"]) for r in log] == [(thread, "charge_card", "approve")]
     assert "ironloop resume --approve" in log[0]["decided_by"]
 
 
 def test_paused_then_rejected_from_another_process(world) -> None:
     db, model, payments = world
-    thread = thread_of(cli(db, "run", QUESTION, *model).stdout)
-    rejected = cli(db, "resume", thread, "--reject", "the user never asked for a charge", *model)
+    thread = thread_of(run_cli(db, "run", QUESTION, *model).stdout)
+    rejected = run_cli(db, "resume", thread, "--reject", "the user never asked for a charge", *model)
     assert rejected.returncode == 0, rejected.stderr
     assert payments.snapshot() == []
     answer = rejected.stdout.strip().splitlines()[-1]
     assert answer.startswith("Final: Not run:") and "the user never asked for a charge" in answer
-    log = json.loads(cli(db, "report", "--approvals", "--json").stdout)
+    log = json.loads(run_cli(db, "report", "--approvals", "--json").stdout)
     assert [(r["decision"], r["reason"]) for r in log] == [("reject", "the user never asked for a charge")]
-    table = cli(db, "report").stdout
+    table = run_cli(db, "report").stdout
     assert "denied" in table.splitlines()[0]
 
 
 def test_non_interactive_flags(world) -> None:
     db, model, payments = world
-    denied = cli(db, "run", QUESTION, "--deny-all", *model)
+    denied = run_cli(db, "run", QUESTION, "--deny-all", *model)
     assert denied.returncode == 0, denied.stderr
     assert payments.snapshot() == [] and "REJECTED by" in denied.stdout
-    approved = cli(db, "run", QUESTION, "--approve-all", *model)
+    approved = run_cli(db, "run", QUESTION, "--approve-all", *model)
     assert approved.returncode == 0, approved.stderr
     assert len(payments.snapshot()) == 1 and "APPROVED by" in approved.stdout
-    both = cli(db, "run", QUESTION, "--approve-all", "--deny-all", *model)
+    both = run_cli(db, "run", QUESTION, "--approve-all", "--deny-all", *model)
     assert both.returncode == 2
 
 
@@ -106,7 +93,7 @@ def at_terminal(db: str, typed: str, *args: str) -> subprocess.CompletedProcess[
     controller, terminal = pty.openpty()
     try:
         os.write(controller, typed.encode())
-        return cli(db, *args, stdin=terminal)
+        return run_cli(db, *args, stdin=terminal)
     finally:
         os.close(terminal)
         os.close(controller)
@@ -139,13 +126,13 @@ def test_terminal_reject_edit_and_approve(world) -> None:
 
 def test_paused_then_edited_from_another_process(world) -> None:
     db, model, payments = world
-    thread = thread_of(cli(db, "run", QUESTION, *model).stdout)
-    not_json = cli(db, "resume", thread, "--edit", "cus_ok 5", *model)
+    thread = thread_of(run_cli(db, "run", QUESTION, *model).stdout)
+    not_json = run_cli(db, "resume", thread, "--edit", "cus_ok 5", *model)
     assert not_json.returncode == 2 and "JSON object" in not_json.stderr and payments.snapshot() == []
-    refused = cli(db, "resume", thread, "--edit", '{"customer_id": "cus_ok"}', *model)  # amount missing
+    refused = run_cli(db, "resume", thread, "--edit", '{"customer_id": "cus_ok"}', *model)  # amount missing
     assert refused.returncode == EXIT_PAUSED and payments.snapshot() == []  # still waiting, nothing charged
-    edited = cli(db, "resume", thread, "--edit", '{"customer_id": "cus_ok", "amount_cents": 5}', *model)
+    edited = run_cli(db, "resume", thread, "--edit", '{"customer_id": "cus_ok", "amount_cents": 5}', *model)
     assert edited.returncode == 0, edited.stderr
     assert [(c.customer_id, c.amount_cents) for c in payments.snapshot()] == [("cus_ok", 5)]
-    log = json.loads(cli(db, "report", "--approvals", "--json").stdout)
+    log = json.loads(run_cli(db, "report", "--approvals", "--json").stdout)
     assert [r["decision"] for r in log] == ["edit"]

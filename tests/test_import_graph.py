@@ -1,6 +1,17 @@
-"""The runtime's modules import each other downwards only: no cycle between any two, and the per-call runtime
-(``tools/``) never imports the agent graph, the checkpoints, the command line or the demo.
+"""Imports point downwards only: no cycle between any two modules, and each package imports only the packages
+below it. The layers, bottom first:
 
+    ironloop.version                       the release number
+    ironloop.lazy                          a package's names imported on first use (fast ``--help``)
+    ironloop.commands                      exit codes and the one-line error every command shares
+    tools → checkpoints → graph            the runtime: one call, the SQL store, the agent graph
+    distributed                            workers sharing one database (the runtime, many processes)
+    demo                                   the offline demo: scripted model, scenarios, fault-injecting services
+    benchmarks                             ironloop bench ... (measures the demo scenario, so it sits above it)
+    cli                                    the ironloop command
+    ironloop                               the public API and ``python -m ironloop``
+
+So the runtime never imports the demo or the command line, and the benchmarks never import the command line.
 Every ``import`` counts, wherever it is (module level, inside a function, under ``TYPE_CHECKING``): a cycle
 hidden in a function is still two modules that cannot be read, tested or changed apart.
 """
@@ -13,7 +24,32 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = {"graph": "ironloop.graph", "tools": "ironloop.tools"}
+LAYERS = [
+    "version",
+    "lazy",
+    "commands",
+    "tools",
+    "checkpoints",
+    "graph",
+    "distributed",
+    "demo",
+    "benchmarks",
+    "cli",
+    "ironloop",
+]
+"""Packages (and the small modules version, lazy, commands), bottom first: each imports only those before it."""
+FOLDERS = {
+    "graph": "ironloop.graph",
+    "tools": "ironloop.tools",
+    "tools/mcp": "ironloop.tools.mcp",
+    "checkpoints": "ironloop.checkpoints",
+    "distributed": "ironloop.distributed",
+    "demo": "ironloop.demo",
+    "demo/services": "ironloop.demo.services",
+    "benchmarks": "ironloop.benchmarks",
+    "cli": "ironloop.cli",
+    "ironloop": "ironloop",
+}
 
 
 def modules() -> dict[str, Path]:
@@ -39,6 +75,12 @@ def imports(path: Path, name: str) -> set[str]:
     return {module for module in found if module.startswith("ironloop.")}
 
 
+def layer(module: str) -> str:
+    """The package a module belongs to: ``ironloop.tools.mcp.session`` → ``tools``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "ironloop"
+
+
 def graph() -> dict[str, set[str]]:
     known = modules()
     edges = {name: imports(path, name) & set(known) for name, path in known.items()}
@@ -47,7 +89,7 @@ def graph() -> dict[str, set[str]]:
     return edges
 
 
-def test_no_module_of_the_runtime_is_in_an_import_cycle() -> None:
+def test_no_module_is_in_an_import_cycle() -> None:
     edges = graph()
     for package in FOLDERS.values():  # the packages' __init__ re-export their modules: not part of a cycle
         for name in edges:
@@ -70,8 +112,31 @@ def test_no_module_of_the_runtime_is_in_an_import_cycle() -> None:
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize("upper", ["ironloop.graph", "ironloop.checkpoints", "ironloop.cli", "ironloop.demo"])
-def test_the_tool_runtime_never_imports_what_sits_above_it(upper: str) -> None:
-    for name, path in modules().items():
-        if name.startswith("ironloop.tools"):
-            assert not {m for m in imports(path, name) if m == upper or m.startswith(upper + ".")}, name
+@pytest.mark.parametrize("package", LAYERS)
+def test_each_package_imports_only_those_below_it(package: str) -> None:
+    below = set(LAYERS[: LAYERS.index(package)])
+    upward = sorted(
+        f"{name} imports {target}"
+        for name, path in modules().items()
+        if layer(name) == package
+        for target in imports(path, name)
+        if layer(target) not in below | {package}
+    )
+    assert not upward, "; ".join(upward)
+
+
+@pytest.mark.parametrize("lower", ["tools", "checkpoints", "graph", "distributed", "benchmarks"])
+def test_the_command_line_is_imported_by_nothing_below_it(lower: str) -> None:
+    assert "cli" not in LAYERS[: LAYERS.index(lower)]
+    assert not [name for name, path in modules().items() if layer(name) == lower and _imports_layer(path, name, "cli")]
+
+
+@pytest.mark.parametrize("runtime", ["tools", "checkpoints", "graph", "distributed"])
+def test_the_runtime_never_imports_the_demo(runtime: str) -> None:
+    assert not [
+        name for name, path in modules().items() if layer(name) == runtime and _imports_layer(path, name, "demo")
+    ]
+
+
+def _imports_layer(path: Path, name: str, package: str) -> bool:
+    return any(layer(target) == package for target in imports(path, name))

@@ -1,30 +1,51 @@
 """ironloop's one exception tree, and the one place foreign errors are classified.
 
-Everything ironloop raises on purpose derives from `IronloopError`; catch it to catch them all. The tree lives
-here, at the bottom of the import graph, so every other module can use it (the checkpoint errors are defined in
-`ironloop.checkpoints.errors`, which imports the root from here: the runtime never imports the checkpoints).
+Everything ironloop raises on purpose derives from `IronloopError`; catch it to catch them all. The root lives
+here, at the bottom of the import graph, so every other module can derive from it; a class defined elsewhere is
+named with its module (``mcp.errors``: `ironloop.tools.mcp.errors`). `tests/test_error_tree.py` checks that this
+drawing and the classes agree.
 
     IronloopError
     ├── ToolError                      about one tool call; the runner turns each into an observation
     │   ├── TransientToolError         worth another attempt (backoff; ``retry_after_s`` honoured)
     │   │   ├── ToolTimeoutError       an attempt passed its ``timeout_s``
+    │   │   │   └── MCPTimeoutError    the MCP SDK stopped waiting; the server was told to cancel (mcp.errors)
     │   │   ├── RateLimitTimeoutError  no rate-limit slot freed up before the call's deadline
-    │   │   └── NotSentError           the request never reached the service: it cannot have had an effect
+    │   │   ├── NotSentError           the request never reached the service: it cannot have had an effect
+    │   │   │   ├── MCPServerUnavailable  the MCP server could not be started or reached (mcp.errors)
+    │   │   │   └── MCPSessionExpired  the MCP server no longer knew the session (mcp.errors)
+    │   │   ├── MCPConnectionLost      the MCP session broke with the call in flight (mcp.errors)
+    │   │   └── MCPTransientError      a JSON-RPC error that says "try again" (mcp.errors)
     │   └── PermanentToolError         another attempt would fail the same way; shown to the model
     │       ├── InvalidToolCallError   the call was never dispatched (unknown tool, arguments off-schema)
     │       ├── ToolErrorReport        the tool's own error answer, which its policy's ``retry_on`` wants retried
     │       ├── CircuitOpenError       the tool's circuit is open: the call was not sent
     │       ├── MissingCredentialError the tool needs a credential nobody configured
-    │       └── SandboxUnavailableError  the isolation ``run_python`` needs is missing; nothing ran
+    │       ├── SandboxUnavailableError  the isolation ``run_python`` needs is missing; nothing ran
+    │       └── MCPProtocolError       a JSON-RPC error another attempt would meet again (mcp.errors)
     ├── CredentialsConfigError (ValueError)   the credentials file or variables cannot be used
+    ├── MCPConfigError (ValueError)           the MCP servers' configuration cannot be used (mcp.config)
     ├── ModelUnavailableError (RuntimeError)  every model failed; the run stopped at its last checkpoint
-    └── CheckpointStoreError           the checkpoint store (`ironloop.checkpoints.errors`)
-        ├── DatabaseUnavailableError   unreachable, or the connection dropped; nothing lost: retry later
-        ├── InvalidDatabaseURLError (ValueError)  malformed URL, unknown dialect, missing driver
-        ├── InvalidKeyError (ValueError)          a key does not fit its column; refused before writing
-        ├── SchemaError                the database's schema cannot be used as it is
-        │   └── SchemaTooNewError      migrated by a newer ironloop
-        └── CorruptCheckpointError     a stored checkpoint cannot be decoded
+    ├── CheckpointStoreError           the checkpoint store (checkpoints.errors)
+    │   ├── DatabaseUnavailableError   unreachable, or the connection dropped; nothing lost: retry later
+    │   ├── InvalidDatabaseURLError (ValueError)  malformed URL, unknown dialect, missing driver
+    │   ├── MissingDatabaseError (ValueError)     a SQLite file that is not there, opened only to read
+    │   ├── InvalidKeyError (ValueError)          a key does not fit its column; refused before writing
+    │   ├── SchemaError                the database's schema cannot be used as it is
+    │   │   └── SchemaTooNewError      migrated by a newer ironloop
+    │   ├── CorruptCheckpointError     a stored checkpoint cannot be decoded
+    │   ├── ThreadLeaseError           a thread's lease could not be had or kept (checkpoints.leases)
+    │   │   ├── ThreadBusyError        another live runner holds the thread
+    │   │   └── LeaseLostError         this process can no longer vouch for its lease
+    │   └── AlreadyDecidedError        another process decided these calls first (checkpoints.decisions)
+    ├── DisallowedTypeError (ValueError)      a stored value names a type off the allow-list (checkpoints.serde)
+    ├── AgentSpecError (ValueError)           ``--agent`` names no usable agent factory (distributed.agents)
+    ├── FleetConfigError (ValueError)         a worker's configuration cannot work (distributed.checks)
+    └── WaitTimeoutError (TimeoutError)       a submitted run did not end within the wait (distributed.submission)
+
+Outside the tree on purpose: `ironloop.commands.CommandError` (how a command exits, not what went wrong; its
+module imports nothing, so ``ironloop --help`` stays quick) and `ironloop.tools.mcp.tools.MCPToolError` (LangChain's
+``ToolException``: an MCP tool's own ``isError`` answer, which is its observation, not a failure of the call).
 
 Tools may raise the `ToolError` classes directly. Errors from libraries are classified by `is_transient`
 without being wrapped: timeouts, connection errors, and HTTP 408/425/429/500/502/503/504 are transient;
@@ -35,14 +56,15 @@ retrying a ``TypeError`` only burns the deadline.
 from __future__ import annotations
 
 import email.utils
+import functools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import httpx2
-import openai
+if TYPE_CHECKING:  # the HTTP clients are imported on first classification: importing the tree stays quick
+    import httpx
+    import httpx2
 
 TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 """Statuses that say "try again": timeouts, too early, rate limited, and the server-side 5xx family."""
@@ -125,20 +147,38 @@ class ModelUnavailableError(IronloopError, RuntimeError):
     """Every model failed. The run stopped at its last checkpoint; resuming the thread retries the model."""
 
 
-TRANSIENT_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = tuple(
-    error for lib in (httpx, httpx2) for error in (lib.TimeoutException, lib.NetworkError, lib.RemoteProtocolError)
-)
-"""Transport failures of either httpx (a user's tool) or httpx2 (ours): worth another attempt."""
+@functools.cache
+def transient_transport_errors() -> tuple[type[BaseException], ...]:
+    """Transport failures of httpx (a user's tool), httpx2 (ours) or the OpenAI SDK (its wrapper of transport
+    errors and timeouts): worth another attempt."""
+    import httpx
+    import httpx2
+    import openai
 
-NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (
-    NotSentError,
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx2.ConnectError,
-    httpx2.ConnectTimeout,
-    ConnectionRefusedError,
-)
-"""Failures before the request left: it cannot have had an effect."""
+    return (
+        *(
+            error
+            for lib in (httpx, httpx2)
+            for error in (lib.TimeoutException, lib.NetworkError, lib.RemoteProtocolError)
+        ),
+        openai.APIConnectionError,
+    )
+
+
+@functools.cache
+def not_sent_errors() -> tuple[type[BaseException], ...]:
+    """Failures before the request left: it cannot have had an effect."""
+    import httpx
+    import httpx2
+
+    return (
+        NotSentError,
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx2.ConnectError,
+        httpx2.ConnectTimeout,
+        ConnectionRefusedError,
+    )
 
 
 def status_code_of(exc: BaseException) -> int | None:
@@ -157,9 +197,7 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, TimeoutError | ConnectionError):
         return True
-    if isinstance(exc, TRANSIENT_TRANSPORT_ERRORS):
-        return True
-    if isinstance(exc, openai.APIConnectionError):  # the OpenAI SDK's wrapper of transport errors and timeouts
+    if isinstance(exc, transient_transport_errors()):
         return True
     status = status_code_of(exc)
     return status in TRANSIENT_HTTP_STATUSES
@@ -174,7 +212,7 @@ def surely_not_applied(exc: BaseException) -> bool:
     said it did not process it. Timeouts, resets and other 5xx leave the outcome unknown."""
     if isinstance(exc, PermanentToolError | InvalidToolCallError):
         return True
-    if isinstance(exc, NOT_SENT_ERRORS):
+    if isinstance(exc, not_sent_errors()):
         return True
     return status_code_of(exc) in NOT_APPLIED_HTTP_STATUSES
 

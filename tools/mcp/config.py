@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ironloop.tools.circuit import CircuitBreaker
-from ironloop.tools.errors import is_transient
+from ironloop.tools.errors import IronloopError, is_transient
 from ironloop.tools.policy import ToolPolicy
 from ironloop.tools.rate_limit import RateLimit
 
@@ -75,7 +75,7 @@ SERVER_KEYS = {
 }
 
 
-class MCPConfigError(ValueError):
+class MCPConfigError(IronloopError, ValueError):
     """The MCP configuration cannot be used: unreadable, not JSON, or a key of the wrong shape."""
 
 

@@ -1,4 +1,9 @@
-"""Reading threads back: status, history, pending tool calls (``ironloop threads`` / ``history``).
+"""Reading threads back: status, history, pending tool calls (``ironloop threads``, ``history``, workers).
+
+Everything here reads a checkpointer through LangGraph's public state API (`StateSnapshot`), never SQL (the
+list of threads is `checkpoints.threads`). `state_reader` gives an agent of the right shape to read any ironloop
+thread with: every agent `build_agent` makes has the same nodes, whatever its model and tools, and this one can
+never run.
 
 Status comes from LangGraph's own view of the latest checkpoint (`StateSnapshot`): nothing left to run is
 *finished*; a task that raised is *failed*; a call paused for a human's decision is *waiting for approval*;
@@ -13,34 +18,42 @@ from datetime import datetime
 from typing import Any
 
 from ironloop.checkpoints.errors import CorruptCheckpointError
-from ironloop.checkpoints.schema import checkpoints
+from ironloop.graph.agent import build_agent
 from ironloop.tools.approval import is_approval_request
-from langchain_core.messages import AIMessage, ToolMessage
+from ironloop.tools.idempotency import MemoryIdempotencyStore
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.outputs import ChatResult
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Interrupt, StateSnapshot
-from sqlalchemy import Engine, func, select
 
 FINISHED, INTERRUPTED, FAILED, NOT_STARTED, CORRUPT = "finished", "interrupted", "failed", "not started", "corrupt"
 WAITING_FOR_APPROVAL = "waiting for approval"
 
 
-@dataclass(frozen=True)
-class ThreadRow:
-    thread_id: str
-    created_at: datetime | None
-    updated_at: datetime | None
+class _ReadOnlyModel(BaseChatModel):
+    """The model of `state_reader`'s agent: asked, it refuses (that agent only reads state)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "ironloop-read-only"
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any) -> ChatResult:
+        raise RuntimeError("this agent only reads threads' state; it never calls a model")
 
 
-def recent_threads(engine: Engine, *, limit: int = 50) -> list[ThreadRow]:
-    """Threads with checkpoints at the root namespace, most recently active first."""
-    query = (
-        select(checkpoints.c.thread_id, func.min(checkpoints.c.created_at), func.max(checkpoints.c.created_at))
-        .where(checkpoints.c.checkpoint_ns == "")
-        .group_by(checkpoints.c.thread_id)
-        .order_by(func.max(checkpoints.c.created_at).desc())
-        .limit(limit)
+def state_reader(checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
+    """An agent with no tools and a model that refuses, for ``get_state`` / ``get_state_history`` on
+    ``checkpointer``'s threads."""
+    return build_agent(
+        _ReadOnlyModel(),
+        [],
+        checkpointer=checkpointer,
+        idempotency_store=MemoryIdempotencyStore(),
+        task_budget=None,
+        credentials=None,
     )
-    with engine.connect() as connection:
-        return [ThreadRow(*row) for row in connection.execute(query)]
 
 
 def status_of(snapshot: StateSnapshot) -> str:
