@@ -7,4 +7,4 @@ from pathlib import Path
 
 RESULTS_DIR = Path(os.environ.get("IRONLOOP_BENCH_DIR") or Path("benchmarks") / "results")
 
-BENCHMARKS = ("checkpoint", "crash", "chaos", "scale", "mcp_sessions")
+BENCHMARKS = ("checkpoint", "crash", "chaos", "scale", "mcp_sessions", "overhead")
