@@ -260,9 +260,12 @@ async def _latencies(agent: Any, tasks: int, in_flight: int, expected: str) -> t
         nonlocal correct
         async with gate:
             started = time.perf_counter()
-            state = await agent.ainvoke(question(), new_thread())
+            try:
+                state = await agent.ainvoke(question(), new_thread())
+            except Exception:  # a stock agent lets a tool's exception end the task: a wrong answer, not a crash
+                state = None
             latencies.append(time.perf_counter() - started)
-            correct += answered(state, expected)
+            correct += state is not None and answered(state, expected)
 
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(tasks)))
@@ -675,6 +678,18 @@ RUNNERS: dict[str, Callable[[list[str], Sizes], dict[str, Any]]] = {
 }
 
 
+def _earlier_report(path: Path, names: list[str]) -> dict[str, Any]:
+    """The report of an earlier run with the same contenders, whose other measures are kept (a run of some
+    measures replaces only those); else an empty one."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = None
+    if not isinstance(earlier, dict) or earlier.get("contenders") != names or "commands" not in earlier:
+        return {"results": {}, "commands": {}}
+    return earlier
+
+
 def run(args: argparse.Namespace) -> int:
     if args.memory_child:
         name, tasks = args.memory_child
@@ -696,24 +711,30 @@ def run(args: argparse.Namespace) -> int:
         sizes = dataclasses.replace(sizes, rounds=args.rounds)
     from ironloop.benchmarks.chaos import machine_facts
 
-    results: dict[str, Any] = {}
-    for measure in measures:
-        print(f"{measure} ... (load {load()[0]})", flush=True)
-        started = time.perf_counter()
-        results[measure] = RUNNERS[measure](names, sizes)
-        print(f"{measure}: {time.perf_counter() - started:.0f} s", flush=True)
-    table = format_markdown(results, names)
-    print(table)
     argv = sys.argv[1:]
     argv = argv[2:] if argv[:2] == ["bench", "overhead"] else argv
-    command = "ironloop bench overhead " + " ".join(shlex.quote(a) for a in argv)
-    facts = machine_facts()
+    command = ("ironloop bench overhead " + " ".join(shlex.quote(a) for a in argv)).strip()
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     stem = "overhead-quick" if args.quick else "overhead"
-    report = {"benchmark": "overhead", "command": command.strip(), "machine": facts, "results": results}
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    header = f"`{command.strip()}` — {facts['date']}, {facts['cores']} cores, load average {load()}"
+    report = _earlier_report(out / f"{stem}.json", names)
+    report.update({"benchmark": "overhead", "machine": machine_facts(), "contenders": names})
+    for measure in measures:
+        print(f"{measure} ... (load {load()[0]})", flush=True)
+        started = time.perf_counter()
+        report["results"][measure] = RUNNERS[measure](names, sizes)
+        report["commands"][measure] = command
+        print(f"{measure}: {time.perf_counter() - started:.0f} s", flush=True)
+        (out / f"{stem}.json").write_text(
+            json.dumps(report, indent=2) + "\n", encoding="utf-8"
+        )  # kept if a later one fails
+    results = report["results"]
+    table = format_markdown(results, names)
+    print(table)
+    commands = sorted(set(report["commands"].values()))
+    header = (
+        f"{'; '.join(f'`{c}`' for c in commands)} — {report['machine']['date']}, {report['machine']['cores']} cores"
+    )
     (out / f"{stem}.md").write_text(f"{header}\n\n{table}\n", encoding="utf-8")
     written = [out / f"{stem}.json", out / f"{stem}.md"]
     if not args.no_plot:
