@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from ironloop.benchmarks.overhead import CONTENDERS, MEASURES
 
 
+@pytest.mark.timeout(1200)  # a few minutes on a loaded 2-core machine
 def test_quick_mode_reports_every_measure(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ironloop", "bench", "overhead", "--quick", "--out-dir", str(tmp_path)],
