@@ -149,9 +149,7 @@ def test_an_abandoned_thread_does_not_keep_the_process_alive(tmp_path: Path) -> 
         textwrap.dedent(
             """
             import time
-            from ironloop.demo.agent import build_demo_agent
-from ironloop.demo.tasks import run_demo_tasks
-from ironloop.graph.agent import build_agent
+            from ironloop.graph.agent import build_agent
             from ironloop.tools.policy import ToolPolicy
             from tests.helpers import call, replay_model, turn
 
@@ -169,13 +167,14 @@ from ironloop.graph.agent import build_agent
     process = subprocess.Popen(
         [sys.executable, str(script)],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).parent.parent,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
     )
     try:
-        out, _ = process.communicate(timeout=120)
-        assert process.returncode == 0 and out.strip() == "done"
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0 and out.strip() == "done", err[-2000:]
     finally:
         if process.poll() is None:
             process.terminate()
