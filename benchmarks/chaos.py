@@ -30,13 +30,15 @@ their time in back-off sleeps (seconds per task), so sharing the cores barely mo
 takes the time of the slowest instead of the sum. ``--no-parallel`` runs every contender one after another.
 
 Writes ``benchmarks/results/chaos-<profile>.json`` (figures, goals, machine, command), ``chaos-<profile>.md``
-(the table, for BENCHMARKS.md) and ``chaos-<profile>.png`` (latency ECDF per contender, log scale).
+(the table, for BENCHMARKS.md) and ``chaos-<profile>.png`` (latency per contender, log scale, successful and
+failed tasks apart).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import multiprocessing
 import os
 import platform
@@ -45,8 +47,8 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,6 +154,7 @@ def run_contender(
     seed: int = DEFAULT_SEED,
     concurrency: int = 8,
     deadline_s: float = 15.0,
+    on_task: Callable[[], None] | None = None,
 ) -> ContenderRun:
     """Run every task under one contender against its own fresh tool services, then judge the results.
 
@@ -168,7 +171,7 @@ def run_contender(
         try:
             loop.run_until_complete(contender.start())
             started, cpu_started = time.perf_counter(), time.process_time()
-            records = loop.run_until_complete(_run_tasks(contender, tasks, concurrency, deadline_s))
+            records = loop.run_until_complete(_run_tasks(contender, tasks, concurrency, deadline_s, on_task))
             wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
             _drain(loop)
             loop.run_until_complete(contender.aclose())
@@ -187,8 +190,15 @@ def run_contender(
     return run
 
 
-async def _run_tasks(contender: Any, tasks: Sequence[ChaosTask], concurrency: int, deadline_s: float) -> list:
-    """``concurrency`` workers take tasks in order; a task past its deadline is cancelled and left behind."""
+async def _run_tasks(
+    contender: Any,
+    tasks: Sequence[ChaosTask],
+    concurrency: int,
+    deadline_s: float,
+    on_task: Callable[[], None] | None = None,
+) -> list:
+    """``concurrency`` workers take tasks in order; a task past its deadline is cancelled and left behind.
+    ``on_task`` is called as each task ends (a progress bar)."""
     records: list[TaskRecord | None] = [None] * len(tasks)
     pending = iter(tasks)
     abandoned: set[asyncio.Task] = set()
@@ -211,6 +221,8 @@ async def _run_tasks(contender: Any, tasks: Sequence[ChaosTask], concurrency: in
                 abandoned.add(job)
                 job.add_done_callback(_forget(abandoned))
             records[task.index - tasks[0].index] = _record(task, progress, seconds, end, error, contender.name)
+            if on_task is not None:
+                on_task()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return [r for r in records if r is not None]
@@ -447,28 +459,50 @@ def format_goals(goals: list[dict[str, Any]]) -> str:
 
 
 def plot_latencies(runs: Sequence[ContenderRun], path: Path, *, profile: str, deadline_s: float) -> None:
-    """ECDF of task latency per contender on a log time axis, the deadline marked: tails and hangs stand out."""
+    """Write `latency_figure` as a PNG."""
     plt = pyplot()
-    figure, axes = plt.subplots(figsize=(9, 5.2), dpi=110)
-    for run in runs:
-        values = sorted(max(r.seconds, 1e-4) * 1000 for r in run.records)
-        if not values:
-            continue
-        ys = [(i + 1) / len(values) for i in range(len(values))]
-        axes.step(values, ys, where="post", label=f"{CONTENDERS[run.name]} (n={len(values)})")
-    axes.axvline(deadline_s * 1000, color="grey", linestyle="--", linewidth=1)
-    axes.text(deadline_s * 1000, 0.02, " deadline", color="grey", fontsize=8)
-    axes.set_xscale("log")
-    axes.set_xlabel("task latency (ms, log scale)")
-    axes.set_ylabel("fraction of tasks finished")
-    axes.set_ylim(0, 1.01)
-    axes.grid(True, which="both", alpha=0.3)
-    axes.set_title(f"ironloop bench chaos: task latency ECDF, profile {profile!r}")
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
+    figure = latency_figure(runs, profile=profile, deadline_s=deadline_s)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
+
+
+def latency_figure(runs: Sequence[ContenderRun], *, profile: str, deadline_s: float) -> Any:
+    """Task latency per contender in two panels on one log time axis: successful tasks, and failed ones
+    (errors, hangs, wrong or covered-up answers). Each curve counts tasks over the contender's *all* tasks, so
+    the success curve ends at the success rate: a contender that fails fast climbs the right panel, never the
+    left one. The legend sits below the panels, over no data."""
+    plt = pyplot()
+    figure, panels = plt.subplots(1, 2, figsize=(11, 5.6), dpi=110, sharex=True, sharey=True)
+    lines = []
+    for index, run in enumerate(runs):
+        if not run.records:
+            continue
+        colour = f"C{index}"
+        total = len(run.records)
+        for axes, chosen in zip(panels, (True, False), strict=True):
+            values = sorted(max(r.seconds, 1e-4) * 1000 for r in run.records if r.success is chosen)
+            ys = [(i + 1) / total for i in range(len(values))]
+            (line,) = axes.step(
+                [values[0], *values] if values else [], [0.0, *ys] if values else [], where="post", color=colour
+            )
+        share = sum(r.success for r in run.records) / total
+        line.set_label(f"{CONTENDERS[run.name]}: {share:.1%} succeeded (n={total})")
+        lines.append(line)
+    titles = ("successful tasks", "failed tasks (error, hang, wrong or covered-up answer)")
+    for axes, title in zip(panels, titles, strict=True):
+        axes.axvline(deadline_s * 1000, color="grey", linestyle="--", linewidth=1)
+        axes.text(deadline_s * 1000, 1.0, "deadline ", color="grey", fontsize=8, ha="right", va="top")
+        axes.set_xscale("log")
+        axes.set_xlabel("task latency (ms, log scale)")
+        axes.set_ylim(0, 1.02)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.set_title(title, fontsize=10)
+    panels[0].set_ylabel("share of all tasks finished by then")
+    figure.suptitle(f"ironloop bench chaos: task latency, profile {profile!r}")
+    figure.legend(handles=lines, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.04 + 0.035 * math.ceil(len(lines) / 2), 1, 1))
+    return figure
 
 
 # -- the command ---------------------------------------------------------------------------------------------------
@@ -507,7 +541,7 @@ class Settings:
     contenders: list[str] = field(default_factory=list)
 
 
-def _run_one(name: str, settings: Settings) -> ContenderRun:
+def _run_one(name: str, settings: Settings, on_task: Callable[[], None] | None = None) -> ContenderRun:
     """One contender, start to end (module level, so a spawned process can run it)."""
     tasks = make_tasks(settings.tasks, settings.side_effect_share, settings.seed)
     return run_contender(
@@ -517,30 +551,37 @@ def _run_one(name: str, settings: Settings) -> ContenderRun:
         seed=settings.seed,
         concurrency=settings.concurrency,
         deadline_s=settings.deadline_s,
+        on_task=on_task,
     )
 
 
 def run_all(settings: Settings, *, parallel: bool, say: Any = print) -> list[ContenderRun]:
     """ironloop first, alone (each ironloop variant in turn); then the stock contenders, at once in their own
-    processes when ``parallel``."""
+    processes when ``parallel``. A progress bar (on a terminal) counts the tasks of a contender run here, or the
+    contenders run at once in other processes."""
+    from ironloop.terminal import ProgressBar
+
     runs: dict[str, ContenderRun] = {}
     stock = [c for c in settings.contenders if c in STOCK_CONTENDERS]
-    for name in [c for c in settings.contenders if c not in STOCK_CONTENDERS]:
+    at_once = stock if parallel and len(stock) > 1 else []
+    alone = [c for c in settings.contenders if c not in STOCK_CONTENDERS] + [c for c in stock if c not in at_once]
+    for name in alone:
         say(f"running {name} ...")
-        runs[name] = _run_one(name, settings)
+        with ProgressBar(settings.tasks, f"{name} tasks") as bar:
+            runs[name] = _run_one(name, settings, bar.advance)
         say(f"  {name} done in {runs[name].wall_s:.1f} s")
-    if parallel and len(stock) > 1:
-        say(f"running {', '.join(stock)} at once, one process each ...")
+    if at_once:
+        say(f"running {', '.join(at_once)} at once, one process each ...")
         context = multiprocessing.get_context("spawn")  # never fork a process that has service threads
-        with ProcessPoolExecutor(max_workers=len(stock), mp_context=context) as pool:
-            futures = {name: pool.submit(_run_one, name, settings) for name in stock}
-            for name, future in futures.items():
-                runs[name] = future.result()
-                say(f"  {name} done in {runs[name].wall_s:.1f} s")
-    else:
-        for name in stock:
-            say(f"running {name} ...")
-            runs[name] = _run_one(name, settings)
+        with (
+            ProcessPoolExecutor(max_workers=len(at_once), mp_context=context) as pool,
+            ProgressBar(len(at_once), "contenders done") as bar,
+        ):
+            futures = {pool.submit(_run_one, name, settings): name for name in at_once}
+            for future in as_completed(futures):
+                runs[futures[future]] = future.result()
+                bar.advance()
+        for name in at_once:
             say(f"  {name} done in {runs[name].wall_s:.1f} s")
     return [runs[name] for name in settings.contenders if name in runs]
 
@@ -601,7 +642,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     stem = f"chaos-{args.profile}"
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "chaos",
         "command": command,
         "settings": {

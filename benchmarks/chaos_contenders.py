@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the contenders' packages are imported when one is built: `bench chaos --help` stays quick
     from ironloop.demo.scripted_model import ScriptedChatModel
-    from langchain_core.messages import AnyMessage
+    from langchain_core.messages import AnyMessage, ToolCall
     from langchain_core.runnables import Runnable, RunnableConfig
     from langchain_core.tools import BaseTool
 
@@ -161,7 +161,7 @@ class PlainLoop:
             for call in reply.tool_calls:
                 messages.append(ToolMessage(await self._call(call), tool_call_id=call["id"], name=call["name"]))
 
-    async def _call(self, call: dict[str, Any]) -> str:
+    async def _call(self, call: ToolCall) -> str:
         tool = self.tools.get(call["name"])
         if tool is None:
             return f"[fallback] unknown tool {call['name']}"

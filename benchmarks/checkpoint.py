@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ironloop.benchmarks import RESULTS_DIR
+from ironloop.terminal import ProgressBar
 
 if TYPE_CHECKING:  # LangGraph and LangChain are imported where used: `ironloop bench checkpoint --help` stays quick
-    from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata
 
 POSTGRES = "127.0.0.1:5432"
 MEASURES = ("put", "put_writes", "get_tuple", "list", "demo_task")
@@ -46,7 +48,9 @@ class Contender:
 # -- data shaped like the agent's --------------------------------------------------------------------------------
 
 
-def agent_steps(saver: BaseCheckpointSaver, steps: int) -> Iterator[tuple[Checkpoint, dict[str, Any], dict[str, Any]]]:
+def agent_steps(
+    saver: BaseCheckpointSaver, steps: int
+) -> Iterator[tuple[Checkpoint, CheckpointMetadata, ChannelVersions]]:
     """(checkpoint, metadata, new_versions) for a thread whose message list grows by a model turn and its
     observations each step, with versions made by ``saver`` itself."""
     from langchain_core.messages import AIMessage, ToolMessage
@@ -62,7 +66,7 @@ def agent_steps(saver: BaseCheckpointSaver, steps: int) -> Iterator[tuple[Checkp
             AIMessage(content="", tool_calls=[{"name": "search", "args": {"query": f"q{step}"}, "id": call_id}]),
             ToolMessage(content=f"result {step}: " + "lorem ipsum " * 20, tool_call_id=call_id, name="search"),
         ]
-        new_versions = {}
+        new_versions: ChannelVersions = {}
         for channel in ("messages", "branch:to:model"):
             versions[channel] = new_versions[channel] = saver.get_next_version(versions.get(channel), None)
         checkpoint = empty_checkpoint()
@@ -73,9 +77,9 @@ def agent_steps(saver: BaseCheckpointSaver, steps: int) -> Iterator[tuple[Checkp
         yield checkpoint, {"source": "loop", "step": step, "parents": {}}, new_versions
 
 
-def fill_thread(saver: BaseCheckpointSaver, thread_id: str, steps: int) -> dict[str, Any]:
+def fill_thread(saver: BaseCheckpointSaver, thread_id: str, steps: int) -> RunnableConfig:
     """Write ``steps`` checkpoints; returns the config of the last one."""
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
     for checkpoint, meta, new_versions in agent_steps(saver, steps):
         config = saver.put(config, checkpoint, meta, new_versions)
     return config
@@ -86,7 +90,7 @@ def fill_thread(saver: BaseCheckpointSaver, thread_id: str, steps: int) -> dict[
 
 def measure_put(saver: BaseCheckpointSaver, ops: int) -> float:
     steps = list(agent_steps(saver, ops))
-    config: dict[str, Any] = {"configurable": {"thread_id": f"put-{secrets.token_hex(4)}", "checkpoint_ns": ""}}
+    config: RunnableConfig = {"configurable": {"thread_id": f"put-{secrets.token_hex(4)}", "checkpoint_ns": ""}}
     started = time.perf_counter()
     for checkpoint, meta, new_versions in steps:
         config = saver.put(config, checkpoint, meta, new_versions)
@@ -107,7 +111,7 @@ def measure_put_writes(saver: BaseCheckpointSaver, ops: int) -> float:
 
 
 def measure_get_tuple(saver: BaseCheckpointSaver, ops: int, thread: str) -> float:
-    config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
     started = time.perf_counter()
     for _ in range(ops):
         assert saver.get_tuple(config) is not None
@@ -115,7 +119,7 @@ def measure_get_tuple(saver: BaseCheckpointSaver, ops: int, thread: str) -> floa
 
 
 def measure_list(saver: BaseCheckpointSaver, ops: int, thread: str) -> float:
-    config = {"configurable": {"thread_id": thread}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread}}
     started = time.perf_counter()
     for _ in range(ops):
         assert len(list(saver.list(config, limit=10))) == 10
@@ -128,10 +132,10 @@ def measure_demo_tasks(saver: BaseCheckpointSaver | None, tasks: int, url: str, 
     from ironloop.demo.scenario import DEMO_QUESTION
 
     agent = build_demo_agent(url, checkpointer=saver, listeners=listeners)
-    durability = {} if saver is None else {"durability": "sync"}  # langgraph 1.2 fails on it without a saver
+    durability: dict[str, Any] = {} if saver is None else {"durability": "sync"}  # 1.2 fails on it without a saver
     started = time.perf_counter()
     for _ in range(tasks):
-        config = {"configurable": {"thread_id": f"demo-{secrets.token_hex(6)}"}}
+        config: RunnableConfig = {"configurable": {"thread_id": f"demo-{secrets.token_hex(6)}"}}
         agent.invoke({"messages": [("user", DEMO_QUESTION)]}, config, **durability)
     return tasks / (time.perf_counter() - started)
 
@@ -191,15 +195,17 @@ def compare(pair: tuple[Contender, Contender], *, rounds: int, ops: int, tasks: 
     for contender in pair:
         fill_thread(contender.saver, threads[contender.name], 50)
     samples: dict[str, dict[str, list[float]]] = {m: {c.name: [] for c in pair} for m in MEASURES}
-    for round_index in range(rounds):
-        order = pair if round_index % 2 == 0 else pair[::-1]
-        for contender in order:
-            saver, thread = contender.saver, threads[contender.name]
-            samples["put"][contender.name].append(measure_put(saver, ops))
-            samples["put_writes"][contender.name].append(measure_put_writes(saver, ops))
-            samples["get_tuple"][contender.name].append(measure_get_tuple(saver, ops, thread))
-            samples["list"][contender.name].append(measure_list(saver, ops, thread))
-            samples["demo_task"][contender.name].append(measure_demo_tasks(saver, tasks, url, []))
+    with ProgressBar(rounds * len(pair), "rounds × savers") as bar:
+        for round_index in range(rounds):
+            order = pair if round_index % 2 == 0 else pair[::-1]
+            for contender in order:
+                saver, thread = contender.saver, threads[contender.name]
+                samples["put"][contender.name].append(measure_put(saver, ops))
+                samples["put_writes"][contender.name].append(measure_put_writes(saver, ops))
+                samples["get_tuple"][contender.name].append(measure_get_tuple(saver, ops, thread))
+                samples["list"][contender.name].append(measure_list(saver, ops, thread))
+                samples["demo_task"][contender.name].append(measure_demo_tasks(saver, tasks, url, []))
+                bar.advance()
     result: dict[str, Any] = {}
     for measure, by_name in samples.items():
         medians = {name: statistics.median(values) for name, values in by_name.items()}
@@ -218,10 +224,12 @@ def ledger_cost(directory: Path, *, rounds: int, tasks: int, url: str) -> dict[s
     with SQLAlchemySaver.from_url(f"sqlite:///{directory / 'ledger.db'}") as saver:
         ledger = AttemptLedger(saver.engine)
         samples: dict[str, list[float]] = {"no_checkpointer": [], "saver": [], "saver_and_ledger": []}
-        for _ in range(rounds):
-            samples["no_checkpointer"].append(measure_demo_tasks(None, tasks, url, []))
-            samples["saver"].append(measure_demo_tasks(saver, tasks, url, []))
-            samples["saver_and_ledger"].append(measure_demo_tasks(saver, tasks, url, [ledger]))
+        with ProgressBar(rounds, "ledger rounds") as bar:
+            for _ in range(rounds):
+                samples["no_checkpointer"].append(measure_demo_tasks(None, tasks, url, []))
+                samples["saver"].append(measure_demo_tasks(saver, tasks, url, []))
+                samples["saver_and_ledger"].append(measure_demo_tasks(saver, tasks, url, [ledger]))
+                bar.advance()
         ledger.close()
         rows = ledger.written
     medians = {name: statistics.median(values) for name, values in samples.items()}
@@ -241,7 +249,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=20, help="demo tasks per round for the task measure (default 20)")
     parser.add_argument("--postgres-url", default=None, help=f"PostgreSQL to use (default: a scratch db on {POSTGRES})")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "checkpoint.json")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR / "checkpoint.json", help="write the figures as JSON to FILE"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,6 +46,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ironloop.benchmarks import RESULTS_DIR
 from ironloop.commands import positive_int
+from ironloop.terminal import ProgressBar
 
 if TYPE_CHECKING:
     from ironloop.checkpoints import SQLAlchemySaver
@@ -251,7 +252,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile", default=MIXED, help="fault profile of the payments service, or mixed: lost-responses and none"
     )
     parser.add_argument("--concurrency", type=positive_int, default=3, help="tasks in flight at once (default 3)")
-    parser.add_argument("--json", dest="json_out", default=str(RESULTS_DIR / "crash.json"), help="write figures here")
+    parser.add_argument(
+        "--out",
+        dest="json_out",
+        metavar="FILE",
+        default=str(RESULTS_DIR / "crash.json"),
+        help="write the figures as JSON to FILE (default: %(default)s; with --distributed: crash-distributed.json)",
+    )
     fleet = parser.add_argument_group("--distributed: Celery workers on a broker (benchmarks/crash_distributed.py)")
     fleet.add_argument("--distributed", action="store_true", help="kill Celery workers instead of single processes")
     fleet.add_argument("--broker", default=None, help="broker URL (default: $IRONLOOP_BROKER_URL or local RabbitMQ)")
@@ -572,6 +579,8 @@ class _Harness:
         """Recent times from fork to reaching the graph: their median spans the kills while loading."""
         self.run_s: deque[float] = deque([0.15], maxlen=50)
         """Recent runs (graph reached to exit) of undisturbed workers: their median spans the timed kills."""
+        self.bar = ProgressBar(0, "kills")
+        """Kills done, on a terminal (set up by `run`)."""
 
     # -- the run
 
@@ -595,7 +604,8 @@ class _Harness:
             try:
                 self.zygote = _Zygote(self.workdir, self.events)
                 try:
-                    self._loop()
+                    with ProgressBar(self.plan.kills, "kills") as self.bar:
+                        self._loop()
                 finally:
                     self.zygote.close()
                 self._verify_all()
@@ -622,6 +632,7 @@ class _Harness:
                 return
             wait = self._fire_timers()
             self._watchdog(active)
+            self.bar.update(self.figures.kills)
             try:
                 event = self.events.get(timeout=wait)
             except queue.Empty:
@@ -869,9 +880,9 @@ class _Harness:
                 answers.setdefault(m.tool_call_id, []).append(m)
         call_ids = {c["id"] for c in calls}
         for call in calls:
-            if len(answers.get(call["id"], [])) != 1:
+            if (seen_times := len(answers.get(call["id"] or "", []))) != 1:
                 f.orphaned_calls += 1
-                problem(f"{task.thread_id}: call {call['id']} has {len(answers.get(call['id'], []))} observations")
+                problem(f"{task.thread_id}: call {call['id']} has {seen_times} observations")
         for call_id in set(answers) - call_ids:
             f.orphaned_calls += 1
             problem(f"{task.thread_id}: observation for unknown call {call_id}")
@@ -899,13 +910,14 @@ class _Harness:
         gave_up: list[str] = []
         for call in calls:
             customer, cents = call["args"]["customer_id"], call["args"]["amount_cents"]
-            entry = entries.get(call["id"])
-            seen = answers.get(call["id"], [None])[0]
+            call_id = call["id"] or ""
+            entry = entries.get(call_id)
+            seen = next(iter(answers.get(call_id, [])), None)
             if entry is None or seen is None:
                 f.ledger_inconsistencies += 1
                 problem(f"{task.thread_id}: call {call['id']} has no ledger entry or observation")
                 continue
-            if entry.key != idempotency_key_for(task.thread_id, "tools", call["id"]):
+            if entry.key != idempotency_key_for(task.thread_id, "tools", call_id):
                 f.ledger_inconsistencies += 1
                 problem(f"{task.thread_id}: call {call['id']} is recorded under an unexpected key {entry.key}")
             if entry.result != seen.content:

@@ -31,6 +31,7 @@ from typing import Any
 
 from ironloop.benchmarks import RESULTS_DIR
 from ironloop.benchmarks.chaos import machine_facts
+from ironloop.terminal import ProgressBar
 
 QUERY = {"query": "Paris population"}
 EXPECTED = "Paris (France) has a population of 2,160,000"
@@ -89,14 +90,16 @@ async def measure(connection: dict[str, Any], rounds: int, calls: dict[str, int]
     async with contenders(connection) as calling:
         for name in CONTENDERS:  # warm up each path once
             await _checked(calling[name])
-        for _ in range(rounds):
-            for name in CONTENDERS:
-                cpu = time.process_time()
-                for _ in range(calls[name]):
-                    started = time.perf_counter()
-                    await _checked(calling[name])
-                    timings[name].seconds.append(time.perf_counter() - started)
-                timings[name].cpu_s += time.process_time() - cpu
+        with ProgressBar(rounds, f"{connection['transport']} rounds") as bar:
+            for _ in range(rounds):
+                for name in CONTENDERS:
+                    cpu = time.process_time()
+                    for _ in range(calls[name]):
+                        started = time.perf_counter()
+                        await _checked(calling[name])
+                        timings[name].seconds.append(time.perf_counter() - started)
+                    timings[name].cpu_s += time.process_time() - cpu
+                bar.advance()
     return timings
 
 
@@ -112,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", type=int, default=20, help="calls per turn, long-lived sessions (default 20)")
     parser.add_argument("--per-call-calls", type=int, default=2, help="calls per turn, a session per call (2)")
     parser.add_argument("--transports", default="stdio,streamable_http", help="stdio, streamable_http or both")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where the JSON and table go")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ from ironloop.benchmarks import RESULTS_DIR
 from ironloop.benchmarks.plots import missing_matplotlib, pyplot
 from ironloop.benchmarks.processes import cpu_s, stop_group
 from ironloop.checkpoints.stats import percentile
+from ironloop.terminal import ProgressBar
 
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -105,13 +106,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=200, help="tasks per batch (default 200)")
     parser.add_argument("--rounds", type=int, default=2, help="batches per contender, interleaved (default 2)")
     parser.add_argument("--profile", default="reference", help="fault profile of the search service")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="fault seed of the search service")
     parser.add_argument(
         "--db", default=None, help=f"a PostgreSQL or MariaDB URL (default $IRONLOOP_DB_URL or {DEFAULT_DB})"
     )
     parser.add_argument("--broker", default=None, help="broker URL (default $IRONLOOP_BROKER_URL or local RabbitMQ)")
     parser.add_argument("--baseline-threads", type=int, default=4, help="threads of the single-process baseline")
-    parser.add_argument("--json", dest="json_out", default=str(RESULTS_DIR / "scale.json"))
+    parser.add_argument(
+        "--out",
+        dest="json_out",
+        metavar="FILE",
+        default=str(RESULTS_DIR / "scale.json"),
+        help="write the figures as JSON to FILE, the plot beside it (default: %(default)s)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG of throughput against workers")
 
 
@@ -180,13 +187,15 @@ def measure(
             order = list(contenders)
             for name in order:  # warm-up: every worker process builds its runtime before anything is timed
                 contenders[name].batch(saver, f"warm-{tag}-{_slug(name)}", min(tasks, 2 * max(counts) + 2))
-            for round_ in range(rounds):
-                for name in order if round_ % 2 == 0 else order[::-1]:
-                    prefix = f"scale-{tag}-{round_}-{_slug(name)}"
-                    wall, latencies, cpu, correct = contenders[name].batch(saver, prefix, tasks)
-                    batch = Batch(name, tasks, wall, latencies, cpu, correct)
-                    results.batches.append(batch)
-                    print(f"round {round_ + 1} {name:<10} {batch.row()}", flush=True)
+            with ProgressBar(rounds * len(order), "batches") as bar:
+                for round_ in range(rounds):
+                    for name in order if round_ % 2 == 0 else order[::-1]:
+                        prefix = f"scale-{tag}-{round_}-{_slug(name)}"
+                        wall, latencies, cpu, correct = contenders[name].batch(saver, prefix, tasks)
+                        batch = Batch(name, tasks, wall, latencies, cpu, correct)
+                        results.batches.append(batch)
+                        bar.advance()
+                        bar.print(f"round {round_ + 1} {name:<10} {batch.row()}")
     finally:
         for contender in contenders.values():
             contender.stop()

@@ -252,7 +252,7 @@ class Transaction:
         if not isinstance(error, dialect.loaded_dbapi.Error):
             return
         try:
-            lost = bool(dialect.is_disconnect(error, self._dbapi, self._cursor))  # type: ignore[arg-type]
+            lost = bool(dialect.is_disconnect(error, self._dbapi, self._cursor))
         except Exception:
             lost = False
         if lost:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from ironloop.checkpoints.report_detail import Window, none_if_nan, over_time, slowest_calls
 from ironloop.checkpoints.schema import tool_approvals, tool_attempts, tool_calls
 from ironloop.checkpoints.stats import percentile
 from sqlalchemy import Engine, select
@@ -51,29 +52,39 @@ class ToolFigures:
             "tool": self.tool,
             "calls": self.calls,
             "attempts": self.attempts,
-            "success_rate": self.success_rate,
-            "transient_rate": self.transient_rate,
+            "success_rate": none_if_nan(self.success_rate),
+            "transient_rate": none_if_nan(self.transient_rate),
             "timeouts": self.timeouts,
             "fallbacks": self.fallbacks,
             "errors": self.errors,
             "rejected": self.rejected,
             "denied": self.denied,
-            "p50_ms": self.latency_ms(50),
-            "p95_ms": self.latency_ms(95),
+            "p50_ms": none_if_nan(self.latency_ms(50)),
+            "p95_ms": none_if_nan(self.latency_ms(95)),
         }
 
 
-def tool_report(engine: Engine, *, since: datetime | None = None, thread_id: str | None = None) -> list[ToolFigures]:
+def report_document(engine: Engine, window: Window) -> dict[str, Any]:
+    """Everything ``ironloop report`` shows, as one document: the window, per-tool totals, the same over time,
+    the slowest calls with their attempts and the approval decisions. ``report --json`` prints it and ``report
+    --html`` draws it, so the page and the JSON cannot disagree."""
+    return {
+        "window": {"since": window.since, "until": window.until, "thread": window.thread_id},
+        "tools": [row.as_dict() for row in tool_report(engine, window=window)],
+        "over_time": over_time(engine, window),
+        "slowest_calls": slowest_calls(engine, window),
+        "approvals": [row.as_dict() for row in approval_log(engine, window=window)],
+    }
+
+
+def tool_report(
+    engine: Engine, *, since: datetime | None = None, thread_id: str | None = None, window: Window | None = None
+) -> list[ToolFigures]:
     """Figures per tool, flakiest first (lowest success after retries, then highest raw fault rate)."""
+    window = window or Window(since, datetime.now(UTC), thread_id)
     figures: dict[str, ToolFigures] = defaultdict(lambda: ToolFigures(tool=""))
-    calls = select(tool_calls.c.tool, tool_calls.c.outcome, tool_calls.c.duration_ms)
-    attempts = select(tool_attempts.c.tool, tool_attempts.c.outcome)
-    if since is not None:
-        calls = calls.where(tool_calls.c.finished_at >= since)
-        attempts = attempts.where(tool_attempts.c.started_at >= since)
-    if thread_id is not None:
-        calls = calls.where(tool_calls.c.thread_id == thread_id)
-        attempts = attempts.where(tool_attempts.c.thread_id == thread_id)
+    calls = window.calls(select(tool_calls.c.tool, tool_calls.c.outcome, tool_calls.c.duration_ms))
+    attempts = window.attempts(select(tool_attempts.c.tool, tool_attempts.c.outcome))
     with engine.connect() as connection:
         for tool, outcome, duration in connection.execute(calls):
             row = figures[tool]
@@ -99,23 +110,6 @@ def tool_report(engine: Engine, *, since: datetime | None = None, thread_id: str
     )
 
 
-def format_report(rows: list[ToolFigures]) -> str:
-    if not rows:
-        return "no tool calls recorded"
-    header = (
-        f"{'tool':<20} {'calls':>7} {'attempts':>9} {'success':>8} {'transient':>10} {'timeouts':>9} "
-        f"{'fallbacks':>10} {'rejected':>9} {'denied':>7} {'p50 ms':>8} {'p95 ms':>8}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{_cell(r.tool)[:20]:<20} {r.calls:>7} {r.attempts:>9} {_pct(r.success_rate):>8} "
-            f"{_pct(r.transient_rate):>10} {r.timeouts:>9} {r.fallbacks:>10} {r.rejected:>9} {r.denied:>7} "
-            f"{_ms(r.latency_ms(50)):>8} {_ms(r.latency_ms(95)):>8}"
-        )
-    return "\n".join(lines)
-
-
 @dataclass(frozen=True)
 class ApprovalRow:
     """One human decision on a tool call, as the ledger recorded it."""
@@ -136,8 +130,12 @@ class ApprovalRow:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-def approval_log(engine: Engine, *, since: datetime | None = None, thread_id: str | None = None) -> list[ApprovalRow]:
+def approval_log(
+    engine: Engine, *, since: datetime | None = None, thread_id: str | None = None, window: Window | None = None
+) -> list[ApprovalRow]:
     """The approval decisions, oldest first."""
+    if window is not None:
+        since, thread_id = window.since, window.thread_id
     c = tool_approvals.c
     query = select(
         c.decided_at,
@@ -154,41 +152,12 @@ def approval_log(engine: Engine, *, since: datetime | None = None, thread_id: st
     ).order_by(c.decided_at, c.id)
     if since is not None:
         query = query.where(c.decided_at >= since)
+    if window is not None:
+        query = query.where(c.decided_at <= window.until)
     if thread_id is not None:
         query = query.where(c.thread_id == thread_id)
     with engine.connect() as connection:
         return [ApprovalRow(*row) for row in connection.execute(query)]
-
-
-def format_approvals(rows: list[ApprovalRow]) -> str:
-    if not rows:
-        return "no approval decisions recorded"
-    header = f"{'decided at':<19} {'thread':<24} {'tool':<16} {'decision':<8} {'by':<16} reason / arguments"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        detail = r.reason or ""
-        if r.edited_args is not None:
-            detail = f"{detail + '; ' if detail else ''}args {r.args} → {r.edited_args}"
-        elif not detail:
-            detail = f"args {r.args}"
-        lines.append(
-            f"{r.decided_at:%Y-%m-%d %H:%M:%S} {_cell(r.thread_id or '-')[:24]:<24} {_cell(r.tool)[:16]:<16} "
-            f"{_cell(r.decision):<8} {_cell(r.decided_by or '-')[:16]:<16} {_cell(detail)}"
-        )
-    return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    """A table cell on one line: text from tools and models may hold line breaks."""
-    return " ".join(text.split())
-
-
-def _pct(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.1%}"
-
-
-def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.1f}"
 
 
 def _nan_last(value: float) -> float:

@@ -26,6 +26,7 @@ serializer's allow-list (`checkpoints.serde`): reading a checkpoint never import
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import json
 import random
@@ -273,7 +274,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         filter: dict[str, Any] | None,
         before: RunnableConfig | None,
         limit: int | None,
-    ) -> list[CheckpointTuple | CorruptCheckpointError]:
+    ) -> builtins.list[CheckpointTuple | CorruptCheckpointError]:
         if limit is not None and limit <= 0:
             return []
         params: dict[str, Any] = {}
@@ -307,7 +308,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
 
     def _filtered_rows(
         self, db: Transaction, scan: Any, params: dict[str, Any], filter: dict[str, Any], limit: int | None
-    ) -> list[Sequence[Any]]:
+    ) -> builtins.list[Sequence[Any]]:
         """Rows whose metadata matches ``filter``: metadata is scanned newest first until ``limit`` match,
         then only the matching rows' payloads are read."""
         matches: list[tuple[str, str, str]] = []
@@ -319,14 +320,16 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
                     break
         rows: list[Sequence[Any]] = []
         for chunk in _chunks(matches):
-            values = {}
+            values: dict[str, Any] = {}
             for i, (thread_id, checkpoint_ns, checkpoint_id) in enumerate(pad(chunk)):
                 values |= {f"t{i}": thread_id, f"n{i}": checkpoint_ns, f"c{i}": checkpoint_id}
             rows += db.rows(self._sql.checkpoints_by_keys(len(chunk)), values)
         order = {key: position for position, key in enumerate(matches)}
         return sorted(rows, key=lambda r: order[(r[_THREAD], r[_NS], r[_ID])])
 
-    def _load(self, db: Transaction, rows: Sequence[Sequence[Any]]) -> list[CheckpointTuple | CorruptCheckpointError]:
+    def _load(
+        self, db: Transaction, rows: Sequence[Sequence[Any]]
+    ) -> builtins.list[CheckpointTuple | CorruptCheckpointError]:
         """Checkpoint rows → tuples, with one more query for all their blobs and pending writes."""
         decoded = [self._decode_row(row) for row in rows]
         blobs: dict[_BlobKey, tuple[str, bytes]] = {}
@@ -349,12 +352,12 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
                 writes[(thread_id, checkpoint_ns, checkpoint_id)].append((task_path, key, idx, channel, type_, blob))
         return [self._assemble(item, blobs, writes) for item in decoded]
 
-    def _blobs_and_writes(self, db: Transaction, decoded: list[_Decoded]) -> list[Sequence[Any]]:
+    def _blobs_and_writes(self, db: Transaction, decoded: builtins.list[_Decoded]) -> builtins.list[Sequence[Any]]:
         """The blobs the checkpoints need and their pending writes: one query for one namespace (the usual
         page, or a single checkpoint), a few for a list across threads or a very long page."""
         if len(decoded) == 1 and len(decoded[0].blob_keys) <= 1:  # get_tuple's usual case, kept short
             row, keys = decoded[0].row, decoded[0].blob_keys
-            values = {"thread_id": row[_THREAD], "checkpoint_ns": row[_NS], "i0": row[_ID]}
+            values: dict[str, Any] = {"thread_id": row[_THREAD], "checkpoint_ns": row[_NS], "i0": row[_ID]}
             if keys:
                 values["b0"], values["v0"] = keys[0]
             return db.rows(self._sql.blobs_and_writes(len(keys), len(keys), 1), values)
@@ -381,7 +384,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
                     for id_chunk in _chunks(ids):
                         parts.append((thread_id, checkpoint_ns, channel_chunk, version_chunk, id_chunk))
         for batch in _chunks(parts, 16):
-            values: dict[str, Any] = {}
+            values = {}
             shape = []
             for g, (thread_id, checkpoint_ns, channels_, versions_, ids_) in enumerate(batch):
                 values |= {f"g{g}t": thread_id, f"g{g}n": checkpoint_ns}
@@ -405,7 +408,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
         self,
         item: _Decoded,
         blobs: dict[_BlobKey, tuple[str, bytes]],
-        writes: dict[tuple[str, str, str], list[_WriteRow]],
+        writes: dict[tuple[str, str, str], builtins.list[_WriteRow]],
     ) -> CheckpointTuple | CorruptCheckpointError:
         if item.error is not None:
             return item.error
@@ -650,7 +653,7 @@ class SQLAlchemySaver(BaseCheckpointSaver[str]):
             self._run("pruning a thread", functools.partial(keep_latest, thread_id=thread_id), write=True, atomic=True)
 
     def _delete_checkpoints(
-        self, db: Transaction, thread_id: str, checkpoint_ns: str, checkpoint_ids: list[str]
+        self, db: Transaction, thread_id: str, checkpoint_ns: str, checkpoint_ids: builtins.list[str]
     ) -> None:
         """Delete checkpoints and their writes; checkpoints whose parent is gone are left without one."""
         for chunk in _chunks(checkpoint_ids):

@@ -58,7 +58,11 @@ metadata_obj = MetaData(naming_convention=NAMING_CONVENTION)
 KEY_LENGTH = 255
 """Length of every id column; longer keys are refused before anything is written."""
 
-MYSQL_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
 
 
 def text_key(length: int = KEY_LENGTH) -> TypeEngine[str]:

@@ -13,6 +13,7 @@ MySQL/MariaDB. On PostgreSQL, a checkpoint and its new blobs are saved by one st
 
 from __future__ import annotations
 
+import functools
 import operator
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -38,7 +39,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ClauseElement
 
 CHECKPOINT_COLUMNS = (
     checkpoints.c.thread_id,
@@ -120,7 +123,9 @@ class Statements:
         (the saver passes everything else as the driver takes it already: text, bytes, JSON as text)."""
 
     def compile(self, statement: Executable) -> Compiled:
+        assert isinstance(statement, ClauseElement), statement  # every statement built here is one
         compiled = statement.compile(dialect=self.dialect)
+        assert isinstance(compiled, SQLCompiler), compiled
         names = tuple(compiled.positiontup or ()) if self.dialect.positional else None
         fixed = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
         return Compiled(compiled.string, names, fixed, None if names is None else _picker(names))
@@ -273,10 +278,11 @@ class Statements:
         return self._cached(("insert_writes", count, replace), build)
 
     def delete_thread(self) -> list[Compiled]:
+        def build(table: Table) -> Executable:
+            return delete(table).where(table.c.thread_id == _p("thread_id"))
+
         return [
-            self._cached(
-                ("delete_thread", table.name), lambda t=table: delete(t).where(t.c.thread_id == _p("thread_id"))
-            )
+            self._cached(("delete_thread", table.name), functools.partial(build, table))
             for table in (checkpoint_writes, checkpoints, checkpoint_blobs)
         ]
 
@@ -290,7 +296,7 @@ class Statements:
             return self.copy_rows(table).from_select(["thread_id", *(c.name for c in columns)], query)
 
         return [
-            self._cached(("copy", table.name), lambda t=table: build(t))
+            self._cached(("copy", table.name), functools.partial(build, table))
             for table in (checkpoint_blobs, checkpoints, checkpoint_writes)
         ]
 

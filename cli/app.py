@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import threading
@@ -34,6 +33,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ironloop.benchmarks import BENCHMARKS
@@ -59,7 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        configure(args)
         return int(args.handler(args) or 0)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, and let Python not complain either
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except CommandError as exc:
         label = {0: "note", EXIT_PAUSED: "paused"}.get(exc.code, "error")
         print(f"ironloop: {label}: {printable(exc)}", file=sys.stderr)
@@ -70,6 +75,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ironloop: interrupted", file=sys.stderr)
         return 130
+
+
+def configure(args: argparse.Namespace) -> None:
+    """The configuration file's settings under the environment's (`ironloop.settings`); ``--otel`` on top."""
+    if os.environ.get("IRONLOOP_CONFIG") or os.path.isfile("ironloop.toml"):  # else nothing to read or import
+        from ironloop.settings import SettingsError, apply_config_file
+
+        try:
+            apply_config_file()
+        except SettingsError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+    if getattr(args, "enqueue", None) is False:  # its default was read before the file's settings were applied
+        args.enqueue = os.environ.get("IRONLOOP_ENQUEUE", "") not in ("", "0")
+    from ironloop.observability import check_installed, enable, wanted
+
+    if getattr(args, "otel", None):
+        enable()
+    if wanted():
+        try:
+            check_installed()
+        except ImportError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,14 +111,30 @@ def build_parser() -> argparse.ArgumentParser:
     answer_all.add_argument("--approve-all", action="store_true", help="approve every call that asks for approval")
     answer_all.add_argument("--deny-all", action="store_true", help="reject every call that asks for approval")
 
-    demo = commands.add_parser("demo", parents=[database, approval], help="run the offline demo (scripted model)")
+    telemetry = argparse.ArgumentParser(add_help=False)
+    telemetry.add_argument(
+        "--otel",
+        action="store_true",
+        default=None,
+        help="send OpenTelemetry traces and metrics over OTLP/HTTP "
+        "(default: on when $OTEL_EXPORTER_OTLP_ENDPOINT or $IRONLOOP_OTEL is set; docs/observability.md)",
+    )
+
+    demo = commands.add_parser(
+        "demo", parents=[database, approval, telemetry], help="run the offline demo (scripted model)"
+    )
     demo.add_argument("--tasks", type=positive_int, default=None, help="run N seeded tasks and print figures")
     demo.add_argument("--concurrency", type=positive_int, default=1, help="tasks run at once with --tasks")
     demo.add_argument("--profile", default="reference", help="fault profile of the search service")
     demo.add_argument("--seed", type=int, default=7, help="fault seed of the search service")
     demo.add_argument("--question", default=None, help="the question (default: the demo's population question)")
     demo.add_argument("--thread", default=None, help="thread id (default: a new one)")
-    demo.add_argument("--json", dest="json_out", metavar="PATH", help="with --tasks: also write the figures here")
+    demo.add_argument(
+        "--json", dest="json_out", action="store_true", help="print the run (or with --tasks the figures) as JSON"
+    )
+    demo.add_argument(
+        "--out", metavar="FILE", default=None, help="with --tasks: also write the figures as JSON to FILE"
+    )
     demo.set_defaults(handler=run_demo)
 
     model = argparse.ArgumentParser(add_help=False)
@@ -105,14 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--stream", action="store_true", help="print tokens and tool events as they happen")
     mcp_cli.add_config_option(model)
 
-    run = commands.add_parser("run", parents=[database, model, approval], help="answer a question with a real model")
-    run.add_argument("question")
+    run = commands.add_parser(
+        "run", parents=[database, model, approval, telemetry], help="answer a question with a real model"
+    )
+    run.add_argument("question", help="what to ask the model")
     run.add_argument("--thread", default=None, help="thread id (default: a new one)")
-    run.add_argument("--max-turns", type=positive_int, default=10)
+    run.add_argument("--max-turns", type=positive_int, default=10, help="model calls allowed before giving up")
     run.set_defaults(handler=run_real_model)
 
-    resume = commands.add_parser("resume", parents=[database, model], help="continue a thread, or fork a checkpoint")
-    resume.add_argument("thread")
+    resume = commands.add_parser(
+        "resume", parents=[database, model, telemetry], help="continue a thread, or fork a checkpoint"
+    )
+    resume.add_argument("thread", help="the thread's id (`ironloop threads` lists them)")
     resume.add_argument("--checkpoint", default=None, help="fork from this checkpoint instead of the latest")
     decide = resume.add_mutually_exclusive_group()
     decide.add_argument("--approve", action="store_true", help="approve the calls waiting for approval")
@@ -120,18 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--edit", metavar="JSON", default=None, help="run the waiting call with these arguments")
     resume.set_defaults(handler=resume_thread)
 
-    threads = commands.add_parser("threads", parents=[database], help="list threads and their status")
-    threads.add_argument("--limit", type=positive_int, default=50)
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", dest="json_out", action="store_true", help="print JSON instead of a table")
+
+    threads = commands.add_parser("threads", parents=[database, as_json], help="list threads and their status")
+    threads.add_argument("--limit", type=positive_int, default=50, help="most recently active threads to list")
     threads.set_defaults(handler=list_threads)
 
-    history = commands.add_parser("history", parents=[database], help="list a thread's checkpoints")
-    history.add_argument("thread")
+    history = commands.add_parser("history", parents=[database, as_json], help="list a thread's checkpoints")
+    history.add_argument("thread", help="the thread's id (`ironloop threads` lists them)")
     history.set_defaults(handler=show_history)
 
     report = commands.add_parser("report", parents=[database], help="which tools are flaky: per-tool figures")
-    report.add_argument("--since", default=None, help="ISO time, or an age such as 30m, 24h, 7d")
-    report.add_argument("--thread", default=None)
-    report.add_argument("--json", dest="json_out", action="store_true", help="print JSON instead of a table")
+    report.add_argument("--since", default=None, help="ISO time, or an age such as 30m, 24h, 7d (default: all)")
+    report.add_argument("--thread", default=None, help="only this thread's calls (default: all threads)")
+    report.add_argument("--json", dest="json_out", action="store_true", help="print the report as JSON")
+    report.add_argument("--html", metavar="FILE", default=None, help="write the report as one HTML page to FILE")
     report.add_argument("--approvals", action="store_true", help="list approval decisions instead of tool figures")
     report.set_defaults(handler=show_report)
 
@@ -150,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=run_benchmark)
 
     serve = commands.add_parser("serve-tools", help="run the local tool services on 127.0.0.1 until Ctrl-C or SIGTERM")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--profile", default="reference")
-    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: one the OS picks)")
+    serve.add_argument("--profile", default="reference", help="fault profile of the search service")
+    serve.add_argument("--seed", type=int, default=0, help="fault seed of the search service")
     serve.set_defaults(handler=serve_tools)
 
     from ironloop.cli.distributed import add_resume_options, register
@@ -160,11 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     register(commands, database)
     add_resume_options(resume)
     mcp_cli.add_commands(commands)
-    return parser
+    from ironloop.cli.help import apply
+
+    return apply(parser)
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    """Import the benchmark only now (each pulls in heavy packages) and let it parse its own options."""
+    """Import the benchmark only now (each pulls in heavy packages) and let it parse its own options. With
+    ``--json`` its messages go to standard error and the JSON results it wrote are printed on standard output."""
     import importlib
 
     module = importlib.import_module(f"ironloop.benchmarks.{args.benchmark}")
@@ -172,7 +226,21 @@ def run_benchmark(args: argparse.Namespace) -> int:
         prog=f"ironloop bench {args.benchmark}", description=(module.__doc__ or "").strip().splitlines()[0]
     )
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(args.options)) or 0)
+    from ironloop.cli.help import apply
+
+    apply(parser)
+    parser.add_argument("--json", dest="print_json", action="store_true", help="print the results as JSON")
+    options = parser.parse_args(args.options)
+    if not options.print_json:
+        return int(module.run(options) or 0)
+    from ironloop.benchmarks import RESULTS_DIR
+    from ironloop.cli.output import NewJsonFiles, print_json
+
+    written = NewJsonFiles([RESULTS_DIR, *(Path(v) for v in vars(options).values() if isinstance(v, str | Path))])
+    with contextlib.redirect_stdout(sys.stderr):
+        code = int(module.run(options) or 0)
+    print_json(written.contents())
+    return code
 
 
 # -- the store: checkpoints and the attempt ledger, in one database --------------------------------------------
@@ -229,7 +297,6 @@ def _start_search(profile: str, seed: int, port: int = 0, credentials: Any = Non
 def run_demo(args: argparse.Namespace) -> int:
     from ironloop.demo.agent import build_demo_agent
     from ironloop.demo.scenario import DEMO_QUESTION
-    from ironloop.demo.tasks import run_demo_tasks
 
     args.question = args.question or DEMO_QUESTION
     credentials = _credentials()
@@ -240,24 +307,46 @@ def run_demo(args: argparse.Namespace) -> int:
                 service.url, checkpointer=store.saver, listeners=[store.ledger], credentials=credentials
             )
             if args.tasks:
-                print(f"running {args.tasks} tasks (search profile {args.profile}, seed {args.seed}; {store.where})")
-                stats = asyncio.run(
-                    run_demo_tasks(agent, args.tasks, question=args.question, concurrency=args.concurrency)
-                )
-                print(stats.format())
-                if args.json_out:
-                    with open(args.json_out, "w", encoding="utf-8") as handle:
-                        json.dump(stats.summary(), handle, indent=2)
-                return 0
+                return _demo_tasks(args, agent, store.where)
             thread = args.thread or f"demo-{uuid.uuid4().hex[:8]}"
-            print(f"thread {thread}  ({store.where}; search {service.url}, profile {args.profile}, seed {args.seed})")
-            print(f"user: {args.question}")
-            config = _config(thread, {AGENT_KEY: "demo"})
-            with _one_runner(store, agent, config, args, "ironloop demo") as approver:
-                _drive(agent, {"messages": [("user", args.question)]}, config, approver)
+            with contextlib.redirect_stdout(sys.stderr) if args.json_out else contextlib.nullcontext():
+                print(
+                    f"thread {thread}  ({store.where}; search {service.url}, profile {args.profile}, seed {args.seed})"
+                )
+                print(f"user: {args.question}")
+                config = _config(thread, {AGENT_KEY: "demo"})
+                with _one_runner(store, agent, config, args, "ironloop demo") as approver:
+                    answer = _drive(agent, {"messages": [("user", args.question)]}, config, approver)
+            if args.json_out:
+                from ironloop.cli.output import print_json
+
+                print_json({"thread": thread, "question": args.question, "answer": answer, "database": store.where})
             return 0
     finally:
         service.stop()
+
+
+def _demo_tasks(args: argparse.Namespace, agent: Any, where: str) -> int:
+    """``demo --tasks N``: run them under a progress bar (on a terminal), then print the figures."""
+    from ironloop.cli.output import dumps, note, print_json, write_out
+    from ironloop.demo.tasks import run_demo_tasks
+    from ironloop.terminal import ProgressBar
+
+    say = note if args.json_out else print
+    say(f"running {args.tasks} tasks (search profile {args.profile}, seed {args.seed}; {where})")
+    with ProgressBar(args.tasks, "tasks") as bar:
+        stats = asyncio.run(
+            run_demo_tasks(
+                agent, args.tasks, question=args.question, concurrency=args.concurrency, on_done=lambda _: bar.advance()
+            )
+        )
+    if args.out:
+        note(f"wrote {write_out(args.out, dumps(stats.summary()))}")
+    if args.json_out:
+        print_json(stats.summary())
+    else:
+        print(stats.format())
+    return 0
 
 
 def run_real_model(args: argparse.Namespace) -> int:
@@ -269,6 +358,9 @@ def run_real_model(args: argparse.Namespace) -> int:
         "ironloop_max_turns": args.max_turns,
     }
     thread = args.thread or f"run-{uuid.uuid4().hex[:8]}"
+    _endpoint(args)  # no key, no model: refused before a database is created or a service started
+    if not spec["ironloop_model"]:
+        raise CommandError("no model: pass --model NAME or set IRONLOOP_MODEL", EXIT_USAGE)
     credentials = _credentials()
     with (
         _search_url(args, credentials) as search_url,
@@ -281,8 +373,17 @@ def run_real_model(args: argparse.Namespace) -> int:
         config = _config(thread, spec)
         with _one_runner(store, agent, config, args, "ironloop run") as approver:
             answer = _drive(agent, state_in, config, approver, tokens=args.stream)
-        print(printable(answer or "", newlines=True))
+        _bare_answer(answer)
     return 0
+
+
+def _bare_answer(answer: str | None) -> None:
+    """The answer alone as the last line, for a script reading standard output; a person at a terminal has
+    already seen it (streamed, or after ``answer:``)."""
+    from ironloop.cli.output import is_terminal
+
+    if not is_terminal(sys.stdout):
+        print(printable(answer or "", newlines=True))
 
 
 def resume_thread(args: argparse.Namespace) -> int:
@@ -319,7 +420,7 @@ def resume_thread(args: argparse.Namespace) -> int:
         with _one_runner(store, agent, config, args, "ironloop resume") as approver:
             answer = _drive(agent, None, config, approver, tokens=getattr(args, "stream", False))
         if spec[AGENT_KEY] != "demo":
-            print(printable(answer or "", newlines=True))
+            _bare_answer(answer)
     return 0
 
 
@@ -364,7 +465,14 @@ def _config(thread: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def _drive(agent: Any, state_in: Any, config: dict[str, Any], approver: Any, *, tokens: bool = False) -> str | None:
     """Run to the end, answering approval requests with ``approver``; if it answers none, stop with the thread
-    paused (`EXIT_PAUSED`) and say how to decide from any process."""
+    paused (`EXIT_PAUSED`) and say how to decide from any process. Traced, it is one ``invoke_agent`` span."""
+    from ironloop.observability import traced_run
+
+    with traced_run(agent, config, expected=lambda error: isinstance(error, CommandError) and error.code != 1):
+        return _drive_traced(agent, state_in, config, approver, tokens=tokens)
+
+
+def _drive_traced(agent: Any, state_in: Any, config: dict[str, Any], approver: Any, *, tokens: bool) -> str | None:
     from ironloop.cli.trajectory import TrajectoryPrinter
     from ironloop.graph.status import pending_approvals
 
@@ -496,9 +604,11 @@ def _chat_openai(model_name: str | None, endpoint: Endpoint) -> Any:
     if not model_name:
         raise CommandError("no model: pass --model NAME or set IRONLOOP_MODEL", EXIT_USAGE)
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
 
     # max_retries=0: the agent's ModelPolicy is the one retry layer (it honours Retry-After and falls back).
-    return ChatOpenAI(model=model_name, api_key=endpoint.api_key, base_url=endpoint.base_url, timeout=60, max_retries=0)
+    key = SecretStr(endpoint.api_key)
+    return ChatOpenAI(model=model_name, api_key=key, base_url=endpoint.base_url, timeout=60, max_retries=0)
 
 
 # -- inspecting -------------------------------------------------------------------------------------------------
@@ -509,65 +619,67 @@ def list_threads(args: argparse.Namespace) -> int:
     from ironloop.checkpoints.leases import ThreadLeases
     from ironloop.checkpoints.threads import recent_threads
     from ironloop.cli.approver import describe_request
+    from ironloop.cli.listing import threads_table
+    from ironloop.cli.output import print_json
     from ironloop.graph.status import CORRUPT, failure_of, pending_approvals, state_reader, status_of
 
     with open_store(args.db, create=False) as store:
         agent = state_reader(store.saver)
         rows = recent_threads(store.saver.engine, limit=args.limit)
-        if not rows:
-            print(f"no threads in {store.where}")
-            return 0
         held = ThreadLeases(store.saver.engine).holders([row.thread_id for row in rows])
-        print(f"{'thread':<24} {'created':<19} {'last active':<19} {'step':>5}  status")
+        listed = []
         for row in rows:
             try:
                 snapshot = agent.get_state({"configurable": {"thread_id": row.thread_id}})
             except CorruptCheckpointError as error:  # one unreadable thread must not hide the others
-                status, failure, step = CORRUPT, error.detail, "-"
+                status, failure, step = CORRUPT, error.detail, None
             else:
                 status = status_of(snapshot)
                 failure = failure_of(snapshot) or "; ".join(
                     describe_request(i.value) for i in pending_approvals(snapshot)
                 )
-                step = str((snapshot.metadata or {}).get("step", "-"))
-            line = f"{row.thread_id:<24} {_when(row.created_at)} {_when(row.updated_at)} {step:>5}  {status}"
-            line += f" ({failure[:80]})" if failure else ""
-            print(printable(line + (f"  [running: {held[row.thread_id].describe()}]" if row.thread_id in held else "")))
+                step = (snapshot.metadata or {}).get("step")
+            running = held[row.thread_id].describe() if row.thread_id in held else None
+            listed.append(
+                {"thread": row.thread_id, "created_at": row.created_at, "updated_at": row.updated_at, "step": step,
+                 "status": status, "detail": failure or None, "running": running}
+            )  # fmt: skip
+    if args.json_out:
+        print_json({"database": store.where, "threads": listed})
+    elif not listed:
+        print(f"no threads in {store.where}")
+    else:
+        print(threads_table(listed))
     return 0
 
 
 def show_history(args: argparse.Namespace) -> int:
+    from ironloop.cli.listing import history_table
+    from ironloop.cli.output import print_json
     from ironloop.graph.status import history, state_reader
 
     with open_store(args.db, create=False) as store:
         rows = history(state_reader(store.saver), args.thread)
         if not rows:
             raise CommandError(f"no thread {args.thread!r} in {store.where}", EXIT_USAGE)
-        print(f"{'checkpoint':<38} {'step':>4}  {'node':<10} {'time':<19}  pending tool calls")
-        for row in rows:
-            pending = f"CORRUPT: {row.problem}" if row.problem else ", ".join(row.pending) or "-"
-            print(printable(f"{row.checkpoint_id:<38} {row.step:>4}  {row.node:<10} {row.created_at:<19}  {pending}"))
-        if corrupt := [row for row in rows if row.problem]:
-            raise CommandError(
-                f"{len(corrupt)} of the {len(rows)} checkpoints of thread {args.thread!r} cannot be read (marked "
-                f"CORRUPT above); the first: {corrupt[0].problem}"
-            )
+    if args.json_out:
+        print_json({"database": store.where, "thread": args.thread, "checkpoints": [vars(row) for row in rows]})
+    else:
+        print(history_table(rows))
+    if corrupt := [row for row in rows if row.problem]:
+        raise CommandError(
+            f"{len(corrupt)} of the {len(rows)} checkpoints of thread {args.thread!r} cannot be read (marked "
+            f"CORRUPT above); the first: {corrupt[0].problem}"
+        )
     return 0
 
 
 def show_report(args: argparse.Namespace) -> int:
-    from ironloop.checkpoints.report import approval_log, format_approvals, format_report, tool_report
+    from ironloop.cli.report import show
 
     since = _parse_since(args.since) if args.since else None
-    read, show = (approval_log, format_approvals) if args.approvals else (tool_report, format_report)
     with open_store(args.db, create=False) as store:
-        store.ledger.flush()
-        rows = read(store.saver.engine, since=since, thread_id=args.thread)
-    if args.json_out:
-        print(json.dumps([r.as_dict() for r in rows], indent=2, default=str))
-    else:
-        print(printable(show(rows), newlines=True))
-    return 0
+        return show(args, store, since)
 
 
 def _parse_since(text: str) -> datetime:
@@ -584,10 +696,6 @@ def _parse_since(text: str) -> datetime:
     except ValueError:
         raise CommandError(f"--since takes an ISO time or an age like 30m, 24h, 7d; got {text!r}", EXIT_USAGE) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-".ljust(19)
 
 
 def upgrade_db(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TextIO
 from ironloop.cli.text import printable
 from ironloop.commands import EXIT_USAGE, CommandError
 from ironloop.tools.approval import Approve, Edit, Reject
+from ironloop.tools.storable import storable_problem
 from langgraph.types import Interrupt
 
 
@@ -114,6 +115,9 @@ class TerminalApprover:
                 if not isinstance(args, dict):
                     print("  the arguments must be a JSON object; try again", file=out)
                     continue
+                if (problem := storable_problem(args)) is not None:
+                    print(f"  {printable(problem)}; try again", file=out)
+                    continue
                 return Edit(args, by=by)
             print("  answer a, r or e", file=out)
 
@@ -141,6 +145,8 @@ def approver_for(args: argparse.Namespace) -> Approver:
             edited = None
         if not isinstance(edited, dict):
             raise CommandError(f"--edit takes the new arguments as a JSON object, got {args.edit!r}", EXIT_USAGE)
+        if (problem := storable_problem(edited)) is not None:
+            raise CommandError(f"--edit refused, nothing was decided: {problem}", EXIT_USAGE)
         return FixedApprover(Edit(edited, by=who("ironloop resume --edit")))
     if sys.stdin is not None and sys.stdin.isatty():
         return TerminalApprover()

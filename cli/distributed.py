@@ -29,11 +29,11 @@ def register(commands: Any, database: argparse.ArgumentParser) -> None:
     worker.add_argument("-c", "--concurrency", type=positive_int, default=1, help="worker processes (default 1)")
     worker.add_argument("--agent", default=None, help="MODULE:FACTORY building the agent from a checkpointer")
     worker.add_argument("--traffic", default=None, help="redis://... sharing rate limits and circuits (default: none)")
-    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--loglevel", default="INFO", help="Celery's log level: DEBUG, INFO, WARNING, ERROR")
     worker.set_defaults(handler=run_worker)
 
     submit = commands.add_parser("submit", parents=[database, broker], help="queue a question for the workers")
-    submit.add_argument("question")
+    submit.add_argument("question", help="what to ask the agent")
     submit.add_argument("--thread", default=None, help="thread id (default: a new one)")
     submit.add_argument("--wait", action="store_true", help="wait for the run; print its trajectory and answer")
     submit.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")

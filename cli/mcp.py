@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import os
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,22 +139,16 @@ def agent_servers(args: argparse.Namespace, spec: dict[str, Any]) -> Iterator[An
 
 
 def configured_file(environ: Any = None) -> str | None:
-    """``[mcp] config`` of ``ironloop.toml`` (``$IRONLOOP_CONFIG``, else ``./ironloop.toml``), resolved against
-    that file's folder; ``None`` if there is no such setting."""
+    """``[mcp] config`` of ``ironloop.toml`` (``$IRONLOOP_CONFIG``, else ``./ironloop.toml``: `ironloop.settings`),
+    resolved against that file's folder; ``None`` if there is no such setting."""
     from ironloop.commands import EXIT_USAGE, CommandError
+    from ironloop.settings import SettingsError, config_file, load
 
-    env = os.environ if environ is None else environ
-    path = Path(env.get("IRONLOOP_CONFIG") or "ironloop.toml")
-    if not path.exists():
-        return None
     try:
-        with path.open("rb") as handle:
-            section = tomllib.load(handle).get("mcp", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise CommandError(f"cannot read {path}: {exc}", EXIT_USAGE) from None
-    value = section.get("config") if isinstance(section, dict) else None
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
+        path = config_file(environ)
+        value = load(environ=environ, path=path).mcp.config if path is not None else None
+    except SettingsError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    if value is not None and not Path(value).name:
         raise CommandError(f'{path}: [mcp] config must be a file name, e.g. config = "mcp.json"', EXIT_USAGE)
-    return str(path.parent / value)
+    return value

@@ -24,7 +24,10 @@ class TrajectoryPrinter:
         self.answer: str | None = None
         self.rejected = 0
         """Calls answered without being run (invalid, unknown, repeated): the model's repairs."""
+        self.answer_shown = False
+        """The answer's text was already printed, token by token (``finish`` then does not repeat it)."""
         self._mid_line = False
+        self._streamed_turn = False
 
     def feed(self, mode: str, chunk: Any) -> None:
         if mode == "messages":
@@ -43,6 +46,7 @@ class TrajectoryPrinter:
             if not self._mid_line:
                 self.out.write(f"turn {self.turn + 1}  model ▸ ")
                 self._mid_line = True
+            self._streamed_turn = True
             self.out.write(printable(message.content, newlines=True))
             self.out.flush()
 
@@ -62,13 +66,16 @@ class TrajectoryPrinter:
     def _message(self, message: Any) -> None:
         if isinstance(message, AIMessage):
             self.turn += 1
+            streamed, self._streamed_turn = self._streamed_turn, False
             calls = [f"{c['name']}({_args(c['args'])})" for c in message.tool_calls]
             calls += [f"{c.get('name')}(<invalid: {c.get('error') or 'not JSON'}>)" for c in message.invalid_tool_calls]
             if calls:
                 self._print(f"turn {self.turn}  model → " + "  ".join(calls))
             else:
                 self.answer = str(message.content)
-                self._print(f"turn {self.turn}  model → answer")
+                self.answer_shown = streamed and bool(self.answer.strip())
+                if not self.answer_shown:
+                    self._print(f"turn {self.turn}  model → answer")
         elif isinstance(message, ToolMessage):
             text = " ".join(_shown(message.content).split())
             self._print(f"        {message.name} ⇒ {text}")
@@ -77,7 +84,7 @@ class TrajectoryPrinter:
         kind = event.get("event")
         call = f"{event.get('tool')} [{str(event.get('tool_call_id', ''))[-6:]}]"
         if kind == "tool_attempt":
-            line = f"        {call}  attempt {event['number']}: {event['outcome']}  {event['ms']:.0f} ms"
+            line = f"        {call}  attempt {event['number']}: {event['outcome']} after {event['ms']:.0f} ms"
             if event.get("retry_in_s") is not None:
                 line += f", retry in {event['retry_in_s'] * 1000:.0f} ms"
             line += "".join(f" [{note}]" for note in _decisions(event))
@@ -94,7 +101,7 @@ class TrajectoryPrinter:
                 f"        model {event['model']} gave up after {event['attempts']} attempt(s): {event['error']}"
             )
         elif kind == "tool_approval":
-            verb = {"approve": "APPROVED", "reject": "REJECTED", "edit": "EDITED"}.get(event.get("action"), "?")
+            verb = {"approve": "APPROVED", "reject": "REJECTED", "edit": "EDITED"}.get(str(event.get("action")), "?")
             line = f"        {call}  {verb} by {event.get('by') or 'a human'}"
             if event.get("args") is not None:
                 line += f": args {_args(event['args'])}"
@@ -117,7 +124,7 @@ class TrajectoryPrinter:
         self._end_line()
         if self.rejected:
             print(f"repairs: {self.rejected} call(s) rejected before dispatch, answered with the reason", file=self.out)
-        if self.answer is not None:
+        if self.answer is not None and not self.answer_shown:
             print(f"answer: {printable(self.answer, newlines=True)}", file=self.out, flush=True)
 
 

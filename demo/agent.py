@@ -50,7 +50,8 @@ def build_demo_agent(
 
 def _from_env_or_local(env: str) -> ServiceURL:
     async def url() -> str:
-        return os.environ.get(env) or _local_services_url or await asyncio.to_thread(local_services_url)
+        started = os.environ.get(env) or _local_services_url
+        return started if started is not None else await asyncio.to_thread(local_services_url)
 
     return url
 

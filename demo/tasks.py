@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from ironloop.demo.services.search import bundled_corpus
 from ironloop.graph.state import current_run
 from ironloop.tools.records import metadata_of
 from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
 EXPECTED_MODEL_CALLS = 3
@@ -112,8 +113,10 @@ async def run_demo_tasks(
     question: str = DEMO_QUESTION,
     concurrency: int = 1,
     thread_prefix: str | None = None,
+    on_done: Callable[[TaskResult], None] | None = None,
 ) -> TaskStats:
-    """Run ``tasks`` copies of the question (``concurrency`` at a time) and judge each."""
+    """Run ``tasks`` copies of the question (``concurrency`` at a time) and judge each; ``on_done`` is told of
+    each result as it comes (a progress bar)."""
     places = places_in(question)
     expected = expected_answer(places, [corpus_population(p) for p in places])
     prefix = thread_prefix or f"demo-{uuid.uuid4().hex[:8]}"
@@ -122,10 +125,12 @@ async def run_demo_tasks(
 
     async def one(index: int) -> None:
         async with gate:
-            config = {"configurable": {"thread_id": f"{prefix}-{index}"}}
+            config: RunnableConfig = {"configurable": {"thread_id": f"{prefix}-{index}"}}
             started = time.perf_counter()
             state = await agent.ainvoke({"messages": [("user", question)]}, config)
             stats.results.append(judge(state["messages"], expected, time.perf_counter() - started))
+            if on_done is not None:
+                on_done(stats.results[-1])
 
     await asyncio.gather(*(one(i) for i in range(tasks)))
     return stats

@@ -3,7 +3,7 @@
     celery -A ironloop.distributed worker        # or: ironloop worker --concurrency 4
 
     from ironloop.distributed import submit
-    handle = submit("What is the combined metro population of Paris and Lyon?")
+    handle = submit("What is the combined city-proper population of Paris and Lyon?")
     print(handle.thread_id, handle.wait(timeout_s=60).answer)
 
 Needs the ``celery`` extra (``pip install 'ironloop[celery]'``). The names below load on first use, so the

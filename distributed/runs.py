@@ -22,6 +22,7 @@ from ironloop.checkpoints.leases import LeasedSaver, Runner, ThreadLeases
 from ironloop.commands import AGENT_KEY
 from ironloop.distributed.agents import FACTORY_PREFIX, load_factory
 from ironloop.distributed.settings import DEFAULT_AGENT, Settings
+from ironloop.observability import traced_run
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.types import Command
 
@@ -62,7 +63,7 @@ class WorkerRuntime:
         from ironloop.graph.status import FINISHED, status_of
 
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id}, "metadata": {AGENT_KEY: self.agent_key}}
-        with self.leases.acquire(thread_id, wait_s=lease_wait_s):
+        with self.leases.acquire(thread_id, wait_s=lease_wait_s), traced_run(self.agent, config):
             snapshot = self.agent.get_state(config)
             state_in: Any = None
             if message is not None and not _has_message(snapshot, message_id):

@@ -1,4 +1,5 @@
-"""Where a fleet's pieces are, read from the environment (the ``ironloop worker`` options set the same variables).
+"""Where a fleet's pieces are: the fleet's view of `ironloop.settings` (the environment over ``ironloop.toml``;
+the ``ironloop worker`` options set the same variables).
 
 IRONLOOP_BROKER_URL      the broker (default ``amqp://guest:guest@127.0.0.1:5672//``; ``redis://...`` works too)
 IRONLOOP_DB_URL          the checkpoint database every worker shares (PostgreSQL or MySQL/MariaDB for a fleet)
@@ -12,20 +13,18 @@ IRONLOOP_TRAFFIC_URL     ``redis://...``: rate limits and circuit breakers share
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ironloop.checkpoints.database import default_db_url
+from ironloop.settings import DEFAULT_AGENT, DEFAULT_BROKER_URL, DEFAULT_QUEUE, ENVIRONMENT, load
 
-DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
-DEFAULT_AGENT = "ironloop.demo.worker:demo_agent"
-DEFAULT_QUEUE = "ironloop"
+__all__ = ["AGENT_ENV", "BROKER_ENV", "DEFAULT_AGENT", "DEFAULT_BROKER_URL", "DEFAULT_QUEUE", "QUEUE_ENV", "Settings"]
 
-BROKER_ENV = "IRONLOOP_BROKER_URL"
-AGENT_ENV = "IRONLOOP_AGENT"
-QUEUE_ENV = "IRONLOOP_QUEUE"
-LEASE_TTL_ENV = "IRONLOOP_LEASE_TTL_S"
-VISIBILITY_ENV = "IRONLOOP_VISIBILITY_S"
+BROKER_ENV = ENVIRONMENT["broker_url"]
+AGENT_ENV = ENVIRONMENT["agent"]
+QUEUE_ENV = ENVIRONMENT["queue"]
+LEASE_TTL_ENV = ENVIRONMENT["lease_ttl_s"]
+VISIBILITY_ENV = ENVIRONMENT["visibility_s"]
 
 
 @dataclass(frozen=True)
@@ -39,28 +38,18 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        """From `ironloop.settings.load`: the environment, then ``ironloop.toml``, then the defaults
+        (`ironloop.settings.SettingsError`, a ``ValueError``, names a bad value and where it came from)."""
+        settings = load()
         return cls(
-            broker_url=os.environ.get(BROKER_ENV) or DEFAULT_BROKER_URL,
-            db_url=default_db_url(),
-            agent=os.environ.get(AGENT_ENV) or DEFAULT_AGENT,
-            queue=os.environ.get(QUEUE_ENV) or DEFAULT_QUEUE,
-            lease_ttl_s=_seconds(LEASE_TTL_ENV, 30.0),
-            visibility_s=_seconds(VISIBILITY_ENV, 300.0),
+            broker_url=settings.broker_url,
+            db_url=settings.db_url or default_db_url(),
+            agent=settings.agent,
+            queue=settings.queue,
+            lease_ttl_s=settings.lease_ttl_s,
+            visibility_s=settings.visibility_s,
         )
 
     @property
     def redis_broker(self) -> bool:
         return self.broker_url.startswith(("redis://", "rediss://"))
-
-
-def _seconds(name: str, default: float) -> float:
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"${name} must be a number of seconds, got {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"${name} must be positive, got {text!r}")
-    return value

@@ -42,12 +42,13 @@ class Submitted:
         from ironloop.checkpoints import SQLAlchemySaver
         from ironloop.checkpoints.leases import ThreadLeases
         from ironloop.graph.status import state_reader, status_of
+        from langchain_core.runnables import RunnableConfig
 
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with SQLAlchemySaver.from_url(self.db_url) as saver:
             agent = state_reader(saver)
             leases = ThreadLeases(saver.engine)
-            config = {"configurable": {"thread_id": self.thread_id}}
+            config: RunnableConfig = {"configurable": {"thread_id": self.thread_id}}
             while True:
                 snapshot = agent.get_state(config)
                 if self._over(snapshot) and not leases.holders([self.thread_id]):

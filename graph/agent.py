@@ -15,8 +15,9 @@ kept as pending writes, and are not run again when the decision arrives. The ``t
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ironloop.graph.inline import Inline
 from ironloop.graph.loop_guard import DEFAULT_LOOP_LIMIT
@@ -24,6 +25,7 @@ from ironloop.graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPo
 from ironloop.graph.nodes import DEFAULT_MAX_CALLS_PER_TURN, ReActLoop
 from ironloop.graph.state import AgentState, InputState
 from ironloop.graph.tool_node import PolicyToolNode
+from ironloop.observability import agent_telemetry
 from ironloop.tools.budget import Budgets, TaskBudget
 from ironloop.tools.credentials import Credentials, check_grants
 from ironloop.tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
@@ -39,10 +41,12 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as create_tool
-from langchain_openai.chat_models.base import BaseChatOpenAI
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+
+if TYPE_CHECKING:
+    from ironloop.observability.telemetry import Telemetry
 
 DEFAULT_TASK_BUDGET = TaskBudget()
 
@@ -67,6 +71,7 @@ def build_agent(
     task_budget: TaskBudget | None = DEFAULT_TASK_BUDGET,
     credentials: Credentials | Default | None = DEFAULT,
     name: str = "ironloop",
+    telemetry: bool | Telemetry | None = None,
 ) -> CompiledStateGraph:
     """Compile a ReAct agent whose tool calls run under per-tool policies.
 
@@ -86,7 +91,11 @@ def build_agent(
     ``credentials`` holds the tools' secrets (`tools.credentials`); omitted, they are loaded from the environment
     and ``ironloop.toml`` when a tool granted some (``ToolPolicy.credentials``) is first called.
 
-    ``None`` always means "none" or "off": no checkpointer, no system prompt, no cap on results
+    ``telemetry``: OpenTelemetry spans and metrics (`observability`): ``None`` (default) reports when an OTLP
+    endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``), ``$IRONLOOP_OTEL`` is set or the program installed
+    a tracer provider; ``True``/``False`` force it; a `observability.telemetry.Telemetry` reports to its providers.
+
+    ``None`` always means "none" or "off" (``telemetry`` aside): no checkpointer, no system prompt, no cap on results
     (``max_result_chars``) or on calls per turn (``max_calls_per_turn``), no task budget, no credentials.
     Arguments for which "none" means nothing (the policies, the ledger) do not take ``None``; leave them out for
     their default.
@@ -115,6 +124,12 @@ def build_agent(
         idempotency_store = default_idempotency_store(checkpointer)
     threads = ToolThreads(max_concurrency)
     budgets = Budgets(task_budget) if task_budget is not None else None
+    reporter = agent_telemetry(telemetry)
+    observed = None
+    if reporter is not None:
+        circuits = [n for n in catalog.tools if (policies or {}).get(n, default_policy).circuit_breaker is not None]
+        observed = reporter.for_agent(name, checkpointer, [model, *fallback_models], circuits)
+        listeners = [*listeners, observed.tools]
     runner = ToolCallRunner(
         policies,
         default_policy,
@@ -142,6 +157,7 @@ def build_agent(
     caller = ModelCaller(
         [(model_name(m), bind_tools(m, tool_list)) for m in (model, *fallback_models)],
         model_policy,
+        observer=observed.models if observed is not None else None,
     )
     loop = ReActLoop(
         caller=caller,
@@ -168,6 +184,8 @@ def build_agent(
     builder.add_edge("finish", END)
     compiled = builder.compile(checkpointer=checkpointer, name=name)
     # LangGraph's sync runner sizes its task pool from max_concurrency (default: cores + 4 threads).
+    if observed is not None:  # the run handler opens each run's invoke_agent span
+        return compiled.with_config(max_concurrency=max_concurrency, callbacks=[observed.runs])
     return compiled.with_config(max_concurrency=max_concurrency)
 
 
@@ -188,8 +206,15 @@ def bind_tools(model: BaseChatModel, tools: list[BaseTool]) -> Runnable:
     if not tools:
         return model
     try:
-        if isinstance(model, BaseChatOpenAI):
+        if _is_openai_model(model):
             return model.bind_tools(openai_tool_specs(tools), parallel_tool_calls=True)
         return model.bind_tools(tools)
     except (AttributeError, NotImplementedError) as exc:
         raise TypeError(f"{type(model).__name__} cannot bind tools; ironloop needs a tool-calling chat model") from exc
+
+
+def _is_openai_model(model: Any) -> bool:
+    """A langchain-openai chat model, found without importing langchain-openai (and the OpenAI SDK, a second of
+    start-up) for the other models: an instance of its classes exists only once it was imported."""
+    module = sys.modules.get("langchain_openai.chat_models.base")
+    return module is not None and isinstance(model, module.BaseChatOpenAI)

@@ -14,7 +14,7 @@ import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ironloop.tools.errors import ModelUnavailableError, describe, error_class
 from ironloop.tools.policy import CallPolicy
@@ -38,41 +38,68 @@ class ModelPolicy(CallPolicy):
 DEFAULT_MODEL_POLICY = ModelPolicy()
 
 
+class ModelCallSpan(Protocol):
+    """How one model's answer (or failure) to one request is reported (`observability.telemetry.ChatSpan`)."""
+
+    def finished(self, message: AIMessage, attempts: int) -> None: ...
+
+    def failed(self, error: BaseException, attempts: int) -> None: ...
+
+
+class ModelObserver(Protocol):
+    """Starts the report of a request to the ``index``-th model (0: the primary, then the fallbacks)."""
+
+    def start(self, index: int, config: RunnableConfig) -> ModelCallSpan: ...
+
+
 class ModelCaller:
     """Asks the model (then its fallbacks) for the next message, under a `ModelPolicy`."""
 
-    def __init__(self, models: Sequence[tuple[str, Runnable]], policy: ModelPolicy, rng: random.Random | None = None):
+    def __init__(
+        self,
+        models: Sequence[tuple[str, Runnable]],
+        policy: ModelPolicy,
+        rng: random.Random | None = None,
+        observer: ModelObserver | None = None,
+    ):
         if not models:
             raise ValueError("ModelCaller needs at least one model")
         self.models = list(models)
         self.policy = policy
         self.rng = rng or random.Random()
+        self.observer = observer
 
     def invoke(self, messages: list[AnyMessage], config: RunnableConfig) -> AIMessage:
         """Sync path: the attempt timeout is left to the model client's own (``ChatOpenAI(timeout=...)``)."""
         failures: list[str] = []
-        for name, model in self.models:
+        for index, (name, model) in enumerate(self.models):
             retrying = self.policy.retrying_sync(deadline_at=self.policy.deadline_from_now(), rng=self.rng).copy(
                 before_sleep=self._announcer(name)
             )
+            span = self.observer.start(index, config) if self.observer is not None else None
             try:
                 for attempt in retrying:
                     with attempt:
-                        return model.invoke(messages, config)
+                        message = model.invoke(messages, config)
             except Exception as error:
-                failures.append(self._failed(name, error, retrying.statistics))
+                failures.append(self._failed(name, error, retrying.statistics, span))
+            else:
+                return self._answered(message, retrying.statistics, span)
         raise ModelUnavailableError(self._summary(failures))
 
     async def ainvoke(self, messages: list[AnyMessage], config: RunnableConfig) -> AIMessage:
         failures: list[str] = []
         for index, (name, model) in enumerate(self.models):
             deadline_at = self.policy.deadline_from_now()
+            span = self.observer.start(index, config) if self.observer is not None else None
             first_error: Exception | None = None
             if index == 0:  # the primary's first attempt runs outside tenacity: it usually answers
                 try:
-                    return await self._attempt(model, messages, config, deadline_at, 0)
+                    message = await self._attempt(model, messages, config, deadline_at, 0)
                 except Exception as error:
                     first_error = error
+                else:
+                    return self._answered(message, {"attempt_number": 1}, span)
             retrying = self.policy.retrying(deadline_at=deadline_at, rng=self.rng).copy(
                 before_sleep=self._announcer(name)
             )
@@ -84,12 +111,14 @@ class ModelCaller:
                             replayed, first_error = first_error, None
                             raise replayed
                         try:
-                            return await self._attempt(model, messages, config, deadline_at, timed_out)
+                            message = await self._attempt(model, messages, config, deadline_at, timed_out)
                         except TimeoutError:
                             timed_out += 1
                             raise
             except Exception as error:
-                failures.append(self._failed(name, error, retrying.statistics))
+                failures.append(self._failed(name, error, retrying.statistics, span))
+            else:
+                return self._answered(message, retrying.statistics, span)
         raise ModelUnavailableError(self._summary(failures))
 
     async def _attempt(
@@ -101,7 +130,9 @@ class ModelCaller:
         timed_out: int,
     ) -> AIMessage:
         async with asyncio.timeout(self.policy.attempt_timeout(deadline_at, timed_out)):
-            return await model.ainvoke(messages, config)
+            message = await model.ainvoke(messages, config)
+        assert isinstance(message, AIMessage)
+        return message
 
     def _announcer(self, name: str) -> Any:
         def before_sleep(state: RetryCallState) -> None:
@@ -120,8 +151,16 @@ class ModelCaller:
 
         return before_sleep
 
-    def _failed(self, name: str, error: BaseException, statistics: dict[str, Any]) -> str:
+    @staticmethod
+    def _answered(message: AIMessage, statistics: dict[str, Any], span: ModelCallSpan | None) -> AIMessage:
+        if span is not None:
+            span.finished(message, statistics.get("attempt_number", 1))
+        return message
+
+    def _failed(self, name: str, error: BaseException, statistics: dict[str, Any], span: ModelCallSpan | None) -> str:
         attempts = statistics.get("attempt_number", 1)
+        if span is not None:
+            span.failed(error, attempts)
         _emit({"event": "model_failed", "model": name, "attempts": attempts, "error": describe(error)})
         return f"{name}: {describe(error)} (after {attempts} attempt{'s' if attempts != 1 else ''})"
 

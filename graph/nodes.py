@@ -6,7 +6,7 @@ method is one node or one routing function. `graph.agent.build_agent` wires them
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from ironloop.graph.inline import Inline
 from ironloop.graph.loop_guard import refuse_repeats
@@ -15,6 +15,8 @@ from ironloop.graph.state import AgentState, current_run, orphaned_calls, turns_
 from ironloop.tools.budget import Budgets, RunBudget, task_key
 from ironloop.tools.records import was_rejected
 from ironloop.tools.runner import ToolCallRunner
+from ironloop.tools.storable import storable_turn
+from ironloop.tools.untrusted import tainted_by
 from ironloop.tools.validation import Rejection, ToolCatalog
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, RemoveMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -70,19 +72,20 @@ class ReActLoop:
         return self.budgets.for_task(task_key(thread_id, state["messages"]))
 
     def call_model(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
-        """Ask the model for its next step (the task's budget starts at its first model call)."""
+        """Ask the model for its next step (the task's budget starts at its first model call). A call whose
+        arguments a checkpoint cannot hold is made invalid before the turn is stored (`tools.storable`)."""
         self._budget(state, config)
-        return {"messages": [self.caller.invoke(self._prompt(state), config)]}
+        return {"messages": [storable_turn(self.caller.invoke(self._prompt(state), config))]}
 
     async def acall_model(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
         self._budget(state, config)
-        return {"messages": [await self.caller.ainvoke(self._prompt(state), config)]}
+        return {"messages": [storable_turn(await self.caller.ainvoke(self._prompt(state), config))]}
 
     def route_start(self, state: AgentState, config: RunnableConfig) -> Literal["repair", "model"]:
         """Before the model speaks: answer any tool call left without an observation first."""
         return "repair" if orphaned_calls(state["messages"]) else "model"
 
-    def repair_orphans(self, state: AgentState, config: RunnableConfig) -> dict[str, list[BaseMessage]]:
+    def repair_orphans(self, state: AgentState, config: RunnableConfig) -> dict[str, list[Any]]:
         """Give every orphaned call its observation, right after its model message (providers require it).
 
         Orphans appear when a run stopped mid-turn and the thread then got new input instead of a resume.
@@ -93,6 +96,7 @@ class ReActLoop:
         answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
         rebuilt: list[BaseMessage] = []
         owed: list[BaseMessage] = []
+        made: list[BaseMessage] = []
         for message in messages:
             if owed and not isinstance(message, ToolMessage):
                 rebuilt += owed
@@ -100,9 +104,11 @@ class ReActLoop:
             rebuilt.append(message)
             if isinstance(message, AIMessage):
                 owed = [self.runner.orphan_answer(c, config) for c in message.tool_calls if c["id"] not in answered]
+                made += owed
+        taint = {"untrusted_sources": tainted_by(made)}
         if len(rebuilt) == len(messages):  # every orphan belongs after the last message: appending is enough
-            return {"messages": owed}
-        return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *rebuilt, *owed]}
+            return {"messages": owed, **taint}
+        return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *rebuilt, *owed], **taint}
 
     def route_model_output(
         self, state: AgentState, config: RunnableConfig
@@ -129,10 +135,11 @@ class ReActLoop:
         sends += [Send("reject", rejection) for rejection in rejected]
         return sends
 
-    def reject_call(self, state: Rejection, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+    def reject_call(self, state: Rejection, config: RunnableConfig) -> dict[str, list[Any]]:
         """Answer a call that will not be dispatched (``state`` is the rejection its ``Send`` carries), with the
         reason and the expected schema."""
-        return {"messages": [self.runner.reject(state, config, get_stream_writer())]}
+        answer = self.runner.reject(state, config, get_stream_writer())
+        return {"messages": [answer], "untrusted_sources": tainted_by([answer])}
 
     def _out_of_budget(self, state: AgentState, config: RunnableConfig) -> str | None:
         """Why no further turn may start (turns, steps, task deadline), or ``None``."""
@@ -143,7 +150,7 @@ class ReActLoop:
             return f"the task deadline of {budget.config.deadline_s:g} s"
         return None
 
-    def finish_out_of_budget(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
+    def finish_out_of_budget(self, state: AgentState, config: RunnableConfig) -> dict[str, list[Any]]:
         """A budget is spent: answer the pending calls as not run, and end with a plain answer."""
         last = state["messages"][-1]
         assert isinstance(last, AIMessage)
@@ -165,7 +172,8 @@ class ReActLoop:
             "messages": [
                 *answers,
                 AIMessage(content=answer, response_metadata={"ironloop": {"budget": True}}),
-            ]
+            ],
+            "untrusted_sources": tainted_by(answers),
         }
 
 

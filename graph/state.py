@@ -9,10 +9,11 @@ trimmed or rewritten, so it is a channel of its own whose reducer only ever adds
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, TypeVar
 
 from ironloop.tools.untrusted import merge_sources
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 from typing_extensions import TypedDict
@@ -31,11 +32,14 @@ class AgentState(InputState):
     human's approval (``ToolPolicy(approval="on_untrusted")``)."""
 
 
-def current_run(messages: list[AnyMessage]) -> list[AnyMessage]:
+M = TypeVar("M", bound=BaseMessage)
+
+
+def current_run(messages: Sequence[M]) -> list[M]:
     """The messages since the last user message: the run the turn budget applies to."""
     for index in range(len(messages) - 1, -1, -1):
         if isinstance(messages[index], HumanMessage):
-            return messages[index + 1 :]
+            return list(messages[index + 1 :])
     return list(messages)
 
 

@@ -14,13 +14,13 @@ latest checkpoint cannot be decoded is *corrupt*; its history still shows every 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from ironloop.checkpoints.errors import CorruptCheckpointError
 from ironloop.graph.agent import build_agent
 from ironloop.tools.approval import is_approval_request
 from ironloop.tools.idempotency import MemoryIdempotencyStore
+from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatResult
@@ -39,7 +39,13 @@ class _ReadOnlyModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "ironloop-read-only"
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         raise RuntimeError("this agent only reads threads' state; it never calls a model")
 
 
@@ -53,6 +59,7 @@ def state_reader(checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
         idempotency_store=MemoryIdempotencyStore(),
         task_budget=None,
         credentials=None,
+        telemetry=False,
     )
 
 
@@ -99,6 +106,7 @@ class HistoryRow:
     node: str
     """The node(s) whose results this checkpoint holds (``input`` for the first)."""
     created_at: str
+    """ISO 8601, with its UTC offset (as LangGraph records it)."""
     next: tuple[str, ...]
     pending: list[str]
     problem: str | None = None
@@ -122,7 +130,7 @@ def history(agent: Any, thread_id: str) -> list[HistoryRow]:
                 checkpoint_id=snapshot.config["configurable"]["checkpoint_id"],
                 step=int(metadata.get("step", -1)),
                 node=node,
-                created_at=_short_time(snapshot.created_at),
+                created_at=snapshot.created_at or "-",
                 next=snapshot.next,
                 pending=pending_tool_calls(snapshot),
             )
@@ -160,12 +168,3 @@ def _ran(nodes: tuple[str, ...]) -> str:
     for node in nodes:
         counts[node] = counts.get(node, 0) + 1
     return ", ".join(f"{n}×{c}" if c > 1 else n for n, c in counts.items())
-
-
-def _short_time(created_at: str | None) -> str:
-    if not created_at:
-        return "-"
-    try:
-        return datetime.fromisoformat(created_at).strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return created_at

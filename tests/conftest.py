@@ -18,6 +18,30 @@ import pytest
 from ironloop.demo.services.faults import FaultInjector
 from ironloop.demo.services.server import ServiceThread, start_search_service
 
+# -- running beside each other (pytest-xdist, ``-n 2 --dist loadgroup``) ---------------------------------------------
+# Tests run on two workers at once. A group runs on one worker, one test after another:
+# - "heavy": many processes and seconds of CPU each, with deadlines (chaos and the demo's tasks under faults,
+#   SIGKILLs at random moments, Celery fleets, a rate limit shared through Redis): two of them at once on two
+#   cores would measure the machine, not the code;
+# - a module with module-scoped fixtures (a built wheel, BFCL's data, the sandbox's probe) keeps them built once.
+# Everything else is spread test by test. Each worker has its own scratch databases (`ScratchDatabases`); queues,
+# ports and thread ids are unique per test already.
+
+HEAVY_MODULES = frozenset(
+    {"test_chaos", "test_crash_kills", "test_demo", "test_distributed", "test_celery_delivery", "test_shared_traffic"}
+)
+MODULE_GROUPS = frozenset({"test_bfcl", "test_packaging", "test_sandbox"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        if module in HEAVY_MODULES:
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+        elif module in MODULE_GROUPS:
+            item.add_marker(pytest.mark.xdist_group(module))
+
 
 @pytest.fixture
 def search_service() -> Iterator[tuple[ServiceThread, FaultInjector]]:

@@ -14,10 +14,11 @@ from ironloop.graph import build_agent
 from ironloop.tools import ToolPolicy
 from ironloop.tools.approval import Approve, Decision, Edit, Reject, parse_decision
 from ironloop.tools.builtin import BUILTIN_POLICIES, builtin_tools
+from ironloop.tools.errors import PermanentToolError
 from ironloop.tools.idempotency import MemoryIdempotencyStore, idempotency_key_for
 from ironloop.tools.untrusted import wrap_untrusted
 from langchain_core.messages import ToolMessage
-from langchain_core.tools import tool
+from langchain_core.tools import ToolException, tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
@@ -219,3 +220,162 @@ def test_a_side_effect_without_untrusted_input_needs_no_approval(tmp_path: Path)
         done = agent.invoke({"messages": [("user", "charge cus_1 $1")]}, thread("plain"))
         assert "__interrupt__" not in done and len(payments.snapshot()) == 1
         assert done["untrusted_sources"] == []
+
+
+class ProcessDied(BaseException):
+    """Stands for the process dying (a kill, a power cut) between the ledger's write and the checkpoint's."""
+
+
+class DiesAfterLedger:
+    """A listener that "kills the process" once a call has ended: the ledger holds its end, the checkpoint not."""
+
+    def __init__(self) -> None:
+        self.armed = True
+
+    def on_attempt(self, call, attempt) -> None:
+        pass
+
+    def on_call_end(self, call) -> None:
+        if self.armed:
+            self.armed = False
+            raise ProcessDied
+
+
+def test_a_rejection_of_a_call_that_already_ran_gets_the_recorded_result() -> None:
+    """Issue 12, item 6: a decision that contradicts the ledger. The approved charge ran and the ledger recorded
+    it, then the process died before the checkpoint did; a rejection given afterwards must not claim "Not run"."""
+    tools = Counted()
+    p = call("pay", amount=5)
+    store = MemoryIdempotencyStore()
+    agent = build_agent(
+        replay_model(turn(p)),
+        tools.tools,
+        policies={"pay": ToolPolicy(side_effect=True, approval="always")},
+        checkpointer=InMemorySaver(),
+        idempotency_store=store,
+        listeners=[DiesAfterLedger()],
+    )
+    agent.invoke({"messages": [("user", "go")]}, thread("died"))
+    with pytest.raises(ProcessDied):
+        agent.invoke(Command(resume=Approve(by="ops")), thread("died"))
+    assert tools.runs["pay"] == [5]
+    assert store.get(idempotency_key_for("died", "tools", p["id"])).status == "completed"
+
+    done = agent.invoke(Command(resume=Reject("no", by="ops")), thread("died"))
+    answer = observations(done["messages"])[p["id"]]
+    assert tools.runs["pay"] == [5]
+    assert not answer.content.startswith("Not run"), answer.content
+    assert answer.content == "paid 5" and record(answer)["outcome"] == "ok"
+    assert record(answer)["attempts"][0]["replayed"]
+
+
+def test_an_edit_the_checkpoint_cannot_hold_is_asked_again_and_nothing_runs() -> None:
+    """Issue 12, item 6: an edit with an integer beyond JSON's safe range charged, then failed to checkpoint."""
+    tools = Counted()
+    p = call("pay", amount=5)
+    agent = build_agent(
+        replay_model(turn(p)),
+        tools.tools,
+        policies={"pay": ToolPolicy(side_effect=True, approval="always")},
+        checkpointer=InMemorySaver(),
+    )
+    agent.invoke({"messages": [("user", "go")]}, thread("huge"))
+    for huge in (2**53, -(2**60), 2**64 - 1):
+        again = agent.invoke(Command(resume=Edit({"amount": huge})), thread("huge"))
+        (request,) = again["__interrupt__"]
+        assert "refused" in request.value["problem"] and "2^53" in request.value["problem"]
+    # Past 64 bits LangGraph itself cannot store the resume value: it refuses it before any task runs.
+    with pytest.raises(TypeError):
+        agent.invoke(Command(resume=Edit({"amount": 99999999999999999999999})), thread("huge"))
+    assert tools.runs["pay"] == []
+    done = agent.invoke(Command(resume=Edit({"amount": 2**53 - 1})), thread("huge"))
+    assert tools.runs["pay"] == [2**53 - 1] and "__interrupt__" not in done
+
+
+def test_a_model_call_beyond_safe_integers_is_refused_before_it_runs() -> None:
+    tools = Counted()
+    p = call("pay", amount=2**53 + 1)
+    done = build_agent(replay_model(turn(p)), tools.tools, policies={"pay": ToolPolicy(side_effect=True)}).invoke(
+        {"messages": [("user", "go")]}
+    )
+    answer = observations(done["messages"])[p["id"]]
+    assert tools.runs["pay"] == [] and record(answer)["outcome"] == "rejected"
+    assert "'amount'" in answer.content and "2^53" in answer.content
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_an_injection_in_an_untrusted_tools_error_taints_the_thread(fallback: bool) -> None:
+    """Issue 12, item 7: a search service answering HTTP 404 with an injection as its body. The error observation
+    quoted it undelimited, the thread stayed untainted, and the obedient model's charge ran with no approval."""
+    policies = dict(BUILTIN_POLICIES)
+    if fallback:
+        policies["search"] = policies["search"].but(fallback="no results")
+    with injection_services(search_error=404) as (url, payments):
+        agent = build_agent(
+            ScriptedChatModel(script=obedient_script),
+            builtin_tools(url),
+            policies=policies,
+            checkpointer=InMemorySaver(),
+        )
+        first = agent.invoke({"messages": [("user", QUESTION)]}, thread("inj-404"))
+        assert payments.snapshot() == []
+        search_seen = next(m for m in first["messages"] if isinstance(m, ToolMessage))
+        assert record(search_seen)["outcome"] == ("fallback" if fallback else "error")
+        assert INJECTED in search_seen.content
+        assert search_seen.content.index('<untrusted-data source="search">') < search_seen.content.index(INJECTED)
+        assert first["untrusted_sources"] == ["search"]
+        (request,) = first["__interrupt__"]
+        assert request.value["tool"] == "charge_card" and "untrusted" in request.value["reason"]
+
+
+def test_an_untrusted_tools_error_report_and_recorded_replays_are_untrusted() -> None:
+    """Issue 12, item 7: a tool's own error report (a handled ToolException), and a side effect's recorded end
+    replayed from the ledger (after the process died, then in the repair of the orphaned call), are delimited and
+    taint the thread like its results."""
+
+    @tool
+    def fetch(url: str) -> str:
+        """Fetch a page."""
+        raise ToolException(INJECTED)
+
+    fetch.handle_tool_error = True
+    posts: list[str] = []
+
+    @tool
+    def post(text: str) -> str:
+        """Post a message; the answer is the forum's page (untrusted)."""
+        posts.append(text)
+        if text == "fail":
+            raise PermanentToolError(INJECTED)
+        return INJECTED
+
+    policies = {
+        "fetch": ToolPolicy(untrusted_output=True),
+        "post": ToolPolicy(side_effect=True, untrusted_output=True, approval="never"),
+    }
+    f = call("fetch", url="x")
+    plain = build_agent(replay_model(turn(f)), [fetch, post], policies=policies).invoke({"messages": [("user", "go")]})
+    report = observations(plain["messages"])[f["id"]]
+    assert record(report)["outcome"] == "error" and report.content.startswith("The fetch output below is untrusted")
+    assert plain["untrusted_sources"] == ["fetch"]
+
+    for text in ("ok", "fail"):
+        p = call("post", text=text)
+        store = MemoryIdempotencyStore()
+        agent = build_agent(
+            replay_model(turn(p)),
+            [fetch, post],
+            policies=policies,
+            checkpointer=InMemorySaver(),
+            idempotency_store=store,
+            listeners=[DiesAfterLedger()],
+        )
+        with pytest.raises(ProcessDied):
+            agent.invoke({"messages": [("user", "go")]}, thread(f"post-{text}"))
+        assert store.get(idempotency_key_for(f"post-{text}", "tools", p["id"])).status != "started"
+        repaired = agent.invoke({"messages": [("user", "and then?")]}, thread(f"post-{text}"))
+        answer = observations(repaired["messages"])[p["id"]]
+        assert record(answer)["attempts"][0]["replayed"] and INJECTED in answer.content
+        assert answer.content.startswith("The post output below is untrusted"), answer.content
+        assert repaired["untrusted_sources"] == ["post"]
+    assert posts == ["ok", "fail"]

@@ -72,7 +72,7 @@ def test_approve_and_reject_at_once_one_decision_wins(race_db: str) -> None:
     engine = make_engine(race_db)
     try:
         log = json.loads(subprocess.run(command(race_db, "report", "--approvals", "--json"), capture_output=True,
-                                        text=True, env=environment(), timeout=120).stdout)  # fmt: skip
+                                        text=True, env=environment(), timeout=120).stdout)["approvals"]  # fmt: skip
         for index, thread in enumerate(threads):
             first, second = results[2 * index], results[2 * index + 1]
             outcome = [first.returncode, second.returncode]

@@ -14,10 +14,11 @@ from ironloop.tools.records import metadata_of
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from langgraph.checkpoint.memory import InMemorySaver
 
 from tests.openai_server import HTTPFault, OpenAIStub, RawReply
 
-ANSWER = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
+ANSWER = "The combined city-proper population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
 FAST_MODEL_POLICY = ModelPolicy(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05, deadline_s=30)
 
 
@@ -81,6 +82,37 @@ def test_malformed_unknown_and_off_schema_calls_are_repaired(stub, search_servic
     rejected = [metadata_of(m) for m in messages if metadata_of(m) and metadata_of(m)["outcome"] == "rejected"]
     assert len(rejected) == 5  # the repairs are recorded on the observations
     assert not any(m["role"] == "tool" and "population of" in m["content"] for m in stub.requests[1]["messages"])
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["invoke", "ainvoke"])
+def test_calls_a_checkpoint_cannot_hold_are_refused_and_the_run_goes_on(stub, search_service, use_async) -> None:
+    """Issue 12, item 12: an integer of 2^64 or more, or nesting deeper than about 255 levels, in a model's call
+    ended the run in "TypeError: Type is not msgpack serializable: AIMessage" at the model turn's checkpoint."""
+    service, _ = search_service
+    deep = "[" * 300 + "]" * 300
+    stub.queue.append(
+        RawReply(
+            {
+                "content": "",
+                "tool_calls": [
+                    call("c_big", "calc", '{"expr": 18446744073709551616}'),
+                    call("c_deep", "search", f'{{"query": {deep}}}'),
+                    call("c_fine", "search", '{"query": "Paris population"}'),
+                ],
+            }
+        )
+    )
+    stub.queue.append(AIMessage(content="done"))
+    agent = agent_for(stub, service.url, checkpointer=InMemorySaver())
+    state_in, config = {"messages": [("user", DEMO_QUESTION)]}, {"configurable": {"thread_id": f"t-{use_async}"}}
+    state = asyncio.run(agent.ainvoke(state_in, config)) if use_async else agent.invoke(state_in, config)
+    assert state["messages"][-1].content == "done"  # the run went on to its answer
+    seen = stub.tool_results(1)
+    assert "'expr': 18446744073709551616 is beyond JSON's safe integers" in seen["c_big"]
+    assert "'query': nested deeper than 100 levels" in seen["c_deep"]
+    assert "population of 2,160,000" in seen["c_fine"]
+    outcomes = {m.tool_call_id: metadata_of(m)["outcome"] for m in state["messages"] if metadata_of(m)}
+    assert outcomes == {"c_big": "rejected", "c_deep": "rejected", "c_fine": "ok", **outcomes}
 
 
 def test_a_looping_model_is_told_and_the_budget_ends_it(stub, search_service) -> None:

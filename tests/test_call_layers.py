@@ -16,7 +16,13 @@ from ironloop.graph import build_agent
 from ironloop.tools.attempts import AttemptContext, AttemptLoop, CircuitGuard, Hedge, RecordAttempt, Timeout
 from ironloop.tools.circuit import CircuitBreaker
 from ironloop.tools.credentials import Credentials, Secret
-from ironloop.tools.errors import CircuitOpenError, PermanentToolError, ToolTimeoutError, TransientToolError
+from ironloop.tools.errors import (
+    CircuitOpenError,
+    PermanentToolError,
+    ToolTimeoutError,
+    TransientToolError,
+    error_class,
+)
 from ironloop.tools.events import CallEvents
 from ironloop.tools.exactly_once import ExactlyOnce
 from ironloop.tools.grants import CredentialGrants, SecretBoundTool
@@ -201,12 +207,31 @@ async def test_untrusted_output_wraps_and_marks_the_record() -> None:
     call = context(FAST.but(untrusted_output=True))
 
     async def ok(call: CallContext) -> Result:
+        call.record.attempts.append(Attempt(number=1, outcome=AttemptOutcome.OK, started_at=0.0, ms=0.0))
         call.record.outcome = CallOutcome.OK
         return await call.execute(call.request)
 
     message = await UntrustedOutput()(call, ok)
     assert isinstance(message, ToolMessage) and '<untrusted-data source="echo">\nok\n' in message.content
     assert call.record.untrusted
+
+
+async def test_untrusted_output_leaves_the_runtimes_own_words() -> None:
+    """A call that never heard from its tool (it timed out; a human refused it) quotes nothing untrusted."""
+    for attempts in (
+        [Attempt(1, AttemptOutcome.TIMEOUT, 0.0, 0.0, error_class=error_class(ToolTimeoutError("slow")))],
+        [],
+    ):
+        call = context(FAST.but(untrusted_output=True))
+
+        async def silent(call: CallContext, attempts: list[Attempt] = attempts) -> Result:
+            call.record.attempts.extend(attempts)
+            call.record.outcome = CallOutcome.ERROR
+            return ToolMessage(content="Error: echo failed: no answer", tool_call_id="c", status="error")
+
+        message = await UntrustedOutput()(call, silent)
+        assert isinstance(message, ToolMessage) and message.content == "Error: echo failed: no answer"
+        assert not call.record.untrusted
 
 
 async def test_credential_grants_bind_the_secret_for_one_call_and_scrub_it() -> None:

@@ -26,7 +26,7 @@ from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)
 
-ANSWER = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
+ANSWER = "The combined city-proper population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
 QUESTION = {"messages": [("user", DEMO_QUESTION)]}
 FAILS_WITHIN_S = 10.0
 CUT_AFTER = 3

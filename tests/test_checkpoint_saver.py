@@ -38,7 +38,7 @@ from sqlalchemy import Engine, func, inspect, select, text, update
 
 pytestmark = pytest.mark.timeout(60)
 
-ANSWER = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
+ANSWER = "The combined city-proper population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
 SERVERS = ("postgresql", "mariadb")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,7 @@ def test_paused_in_one_process_approved_in_another(world) -> None:
     assert "untrusted" in first.stderr
     assert payments.snapshot() == []  # the process is gone; the call waits in the checkpoint store
     listed = run_cli(db, "threads")
-    assert f"{thread} " in listed.stdout and "waiting for approval (charge_card(" in listed.stdout
+    assert re.search(rf"{thread} .* waiting for approval +charge_card\(", listed.stdout), listed.stdout
 
     again = run_cli(db, "resume", thread, *model)  # no decision given, stdin not a terminal: still paused
     assert again.returncode == EXIT_PAUSED and payments.snapshot() == []
@@ -57,7 +58,7 @@ def test_paused_in_one_process_approved_in_another(world) -> None:
     assert "nothing to resume" in run_cli(db, "resume", thread, "--approve", *model).stdout
     assert len(payments.snapshot()) == 1
 
-    log = json.loads(run_cli(db, "report", "--approvals", "--json").stdout)
+    log = json.loads(run_cli(db, "report", "--approvals", "--json").stdout)["approvals"]
     assert [(r["thread_id"], r["tool"], r["decision"]) for r in log] == [(thread, "charge_card", "approve")]
     assert "ironloop resume --approve" in log[0]["decided_by"]
 
@@ -70,10 +71,10 @@ def test_paused_then_rejected_from_another_process(world) -> None:
     assert payments.snapshot() == []
     answer = rejected.stdout.strip().splitlines()[-1]
     assert answer.startswith("Final: Not run:") and "the user never asked for a charge" in answer
-    log = json.loads(run_cli(db, "report", "--approvals", "--json").stdout)
+    log = json.loads(run_cli(db, "report", "--approvals", "--json").stdout)["approvals"]
     assert [(r["decision"], r["reason"]) for r in log] == [("reject", "the user never asked for a charge")]
     table = run_cli(db, "report").stdout
-    assert "denied" in table.splitlines()[0]
+    assert table.startswith("report covers all records until ") and "denied" in table.splitlines()[1]
 
 
 def test_non_interactive_flags(world) -> None:
@@ -134,5 +135,23 @@ def test_paused_then_edited_from_another_process(world) -> None:
     edited = run_cli(db, "resume", thread, "--edit", '{"customer_id": "cus_ok", "amount_cents": 5}', *model)
     assert edited.returncode == 0, edited.stderr
     assert [(c.customer_id, c.amount_cents) for c in payments.snapshot()] == [("cus_ok", 5)]
-    log = json.loads(run_cli(db, "report", "--approvals", "--json").stdout)
+    log = json.loads(run_cli(db, "report", "--approvals", "--json").stdout)["approvals"]
     assert [r["decision"] for r in log] == ["edit"]
+
+
+def test_an_edit_beyond_safe_integers_is_refused_in_one_line(world) -> None:
+    """Issue 12, item 6: this edit charged 99999999999999999999999 cents, then failed with a TypeError traceback
+    while checkpointing, leaving the thread "waiting for approval" over a charge the ledger said completed."""
+    db, model, payments = world
+    thread = thread_of(run_cli(db, "run", QUESTION, *model).stdout)
+    huge = run_cli(
+        db, "resume", thread, "--edit", '{"customer_id": "cus_ok", "amount_cents": 99999999999999999999999}', *model
+    )
+    assert huge.returncode == 2, huge.stderr
+    assert "Traceback" not in huge.stderr and len(huge.stderr.strip().splitlines()) == 1
+    assert "amount_cents" in huge.stderr and "2^53" in huge.stderr
+    assert payments.snapshot() == []
+    assert "waiting for approval" in run_cli(db, "threads").stdout
+    approved = run_cli(db, "resume", thread, "--approve", *model)  # still resumable, and decided only now
+    assert approved.returncode == 0, approved.stderr
+    assert [(c.customer_id, c.amount_cents) for c in payments.snapshot()] == [("cus_evil", 99900)]

@@ -47,14 +47,14 @@ def test_cli_demo_prints_a_trajectory() -> None:
     assert "turn 1  model → search(query='Paris population')  search(query='Lyon population')" in out
     assert "attempt 1:" in out and "turn 3  model → answer" in out
     assert "search ⇒ [untrusted search output] Paris population: Paris" in out  # the data, not the preamble
-    answer = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
+    answer = "The combined city-proper population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
     assert out.strip().splitlines()[-1] == f"answer: {answer}"
 
 
 def test_cli_demo_tasks_writes_figures(tmp_path) -> None:
     target = tmp_path / "demo.json"
     result = subprocess.run(
-        [sys.executable, "-m", "ironloop", "demo", "--tasks", "40", "--concurrency", "8", "--json", str(target)],
+        [sys.executable, "-m", "ironloop", "demo", "--tasks", "40", "--concurrency", "8", "--out", str(target)],
         capture_output=True,
         text=True,
         timeout=300,

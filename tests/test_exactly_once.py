@@ -85,8 +85,9 @@ def test_hang_after_commit_times_out_and_the_retry_is_safe(payments) -> None:
     c = call("charge_card", customer_id="cus_2", amount_cents=700)
     policy = CHARGE_POLICY.but(timeout_s=0.3, **FAST)
     meta = record(observations(run(charge_agent(url, policy, None, None, c)))[c["id"]])
-    assert [a["outcome"] for a in meta["attempts"]] == ["timeout", "ok"] and meta["outcome"] == "ok"
-    assert len(ledger.snapshot()) == 1
+    outcomes = [a["outcome"] for a in meta["attempts"]]  # a loaded machine may time out a retry too
+    assert outcomes[0] == "timeout" and set(outcomes[1:-1]) <= {"timeout"} and outcomes[-1] == "ok", outcomes
+    assert meta["outcome"] == "ok" and len(ledger.snapshot()) == 1
 
 
 def test_without_keys_or_reconcile_an_unknown_outcome_is_never_repeated(payments) -> None:
@@ -287,3 +288,58 @@ def test_orphaned_calls_are_answered_before_the_model_speaks_again(payments) -> 
     assert answers[lookup["id"]].content.startswith("Not run: this charge_card call was interrupted")
     assert ledger.snapshot() == []  # nothing was executed behind the user's back
     assert state["messages"][-1].content == "ok"
+
+
+class FlakyBooking:
+    """A booking service that loses the first ``lost`` requests before they reach it, and a reconcile that says
+    so ("not happened") until the booking exists."""
+
+    def __init__(self, lost: int):
+        self.lost = lost
+        self.done: dict[str, int] = {}
+        self.asked = 0
+
+        @tool
+        def book_seat(seat: str) -> str:
+            """Book a seat."""
+            if self.lost > 0:
+                self.lost -= 1
+                raise TimeoutError("lost before reaching the service")
+            self.done[current_idempotency_key()] = self.done.get(current_idempotency_key(), 0) + 1
+            return f"booked {seat}"
+
+        self.tool = book_seat
+
+    def reconcile(self, key: str, args: dict) -> Reconciliation:
+        self.asked += 1
+        if key in self.done:
+            return Reconciliation(Reconciled.HAPPENED, "booked")
+        return Reconciliation(Reconciled.NOT_HAPPENED)
+
+
+def test_a_write_that_surely_did_not_happen_is_retried_within_the_policys_attempts() -> None:
+    """Issue 12, item 14: after reconcile said "did not happen" twice, a fixed MAX_ROUNDS = 2 gave up with "Outcome
+    unknown ... may have happened", however many attempts the policy allowed."""
+    booking = FlakyBooking(lost=3)
+    store = MemoryIdempotencyStore()
+    c = call("book_seat", seat="12A")
+    policy = ToolPolicy(side_effect=True, reconcile=booking.reconcile, max_attempts=5, **FAST)
+    agent = build_agent(replay_model(turn(c)), [booking.tool], policies={"book_seat": policy}, idempotency_store=store)
+    seen = observations(run(agent))[c["id"]]
+    assert seen.content == "booked 12A", seen.content
+    assert list(booking.done.values()) == [1] and booking.asked == 3
+    assert [a["outcome"] for a in record(seen)["attempts"]] == ["timeout", "timeout", "timeout", "ok"]
+
+
+def test_a_write_that_never_got_through_ends_plainly_not_done_and_recorded_failed() -> None:
+    booking = FlakyBooking(lost=99)
+    store = MemoryIdempotencyStore()
+    c = call("book_seat", seat="12A")
+    policy = ToolPolicy(side_effect=True, reconcile=booking.reconcile, max_attempts=4, reconcile_rounds=3, **FAST)
+    agent = build_agent(replay_model(turn(c)), [booking.tool], policies={"book_seat": policy}, idempotency_store=store)
+    seen = observations(run(agent))[c["id"]]
+    assert seen.status == "error" and "did not happen" in seen.content, seen.content
+    assert "may have happened" not in seen.content and "Outcome unknown" not in seen.content
+    assert record(seen)["outcome"] == "error" and len(record(seen)["attempts"]) == 3  # three rounds of one attempt
+    entry = store.get(record(seen)["idempotency_key"])
+    assert entry is not None and entry.status == KeyStatus.FAILED and booking.done == {}

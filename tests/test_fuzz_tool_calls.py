@@ -4,11 +4,13 @@ Hypothesis writes model turns full of tool calls: real tool names and made-up on
 schema and arguments that do not (values that are not objects, huge strings, deep nesting, odd unicode,
 big integers, floats), and ``invalid_tool_calls`` with raw strings for arguments. Each turn is replayed
 through a real `build_agent` graph with a few small tools (sync, async, a JSON-schema dict tool, one that
-fails or hangs on request). Three properties must hold for every example:
+fails or hangs on request), checkpointed at every step. Four properties must hold for every example:
 
-1. the graph never raises;
+1. the graph never raises (in particular, every step checkpoints: integers of 2^64 and more, nesting deeper than
+   the serializer follows, are refused before the model's turn is stored);
 2. every tool call and every invalid tool call gets exactly one ``ToolMessage`` with its id;
-3. no tool is ever called with arguments its schema forbids (and calls built valid are dispatched).
+3. no tool is ever called with arguments its schema forbids (and calls built valid are dispatched);
+4. no call is dispatched with arguments beyond JSON's safe integers or nested past `MAX_NESTING`.
 
 The profile is derandomized: the same test selection sees the same examples on every run. (Hypothesis also
 draws constants from the project modules that are loaded, so this file alone and the whole suite see two
@@ -30,10 +32,12 @@ from hypothesis import strategies as st
 from ironloop.graph import build_agent
 from ironloop.tools.errors import PermanentToolError, TransientToolError
 from ironloop.tools.policy import ToolPolicy
+from ironloop.tools.storable import MAX_SAFE_INTEGER, storable_problem
 from jsonschema import Draft202012Validator
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.checkpoint.memory import InMemorySaver
 
 from tests.helpers import record, replay_model
 
@@ -126,7 +130,11 @@ texts = st.one_of(
     st.lists(st.sampled_from(ODD), max_size=6).map("".join),
 )
 huge_strings = st.builds(lambda ch, n: ch * n, st.sampled_from(["a", "é", "💥", "\x00"]), st.integers(10_000, 300_000))
-big_ints = st.one_of(st.integers(), st.integers(-(10**40), 10**40), st.sampled_from([2**63, -(2**63) - 1, 2**53 + 1]))
+big_ints = st.one_of(
+    st.integers(),
+    st.integers(-(10**40), 10**40),
+    st.sampled_from([2**53 - 1, 2**53, 2**53 + 1, 2**63, -(2**63) - 1, 2**64, -(2**64), 10**400]),
+)
 floats = st.floats(allow_nan=False, allow_infinity=False)
 scalars = st.one_of(st.none(), st.booleans(), big_ints, floats, texts)
 
@@ -137,9 +145,10 @@ def _nest(depth: int, kind: str, leaf: Any) -> Any:
     return leaf
 
 
-deep = st.builds(_nest, st.integers(20, 200), st.sampled_from(["list", "dict"]), scalars)
-"""Nesting up to 200 levels: deeper than any schema, within what ``json.loads`` and the scripted model's
-deep copy handle (about 330 levels break `ScriptedChatModel`'s ``Replay`` before the graph sees them)."""
+deep = st.builds(_nest, st.integers(20, 300), st.sampled_from(["list", "dict"]), scalars)
+"""Nesting up to 300 levels: deeper than any schema and than the checkpoint serializer follows (about 255 levels
+with the message around them), within what ``json.loads`` and the scripted model's deep copy handle (about 330
+levels break `ScriptedChatModel`'s ``Replay`` before the graph sees them)."""
 
 json_values = st.recursive(
     scalars,
@@ -153,7 +162,7 @@ any_value = st.one_of(json_values, json_values, deep, huge_strings)
 def valid_args(draw: st.DrawFn, name: str) -> dict[str, Any]:
     """Arguments the tool must accept (made unique per call later, so the loop guard never refuses them)."""
     if name == "add":
-        return {"a": draw(st.integers(-(10**30), 10**30)), "b": draw(st.integers(-5, 5))}
+        return {"a": draw(st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)), "b": draw(st.integers(-5, 5))}
     if name == "shout":
         args: dict[str, Any] = {"text": draw(st.one_of(texts, huge_strings))}
         if draw(st.booleans()):
@@ -276,9 +285,12 @@ def test_fuzzed_model_turns(capsys: pytest.CaptureFixture[str]) -> None:
         received.clear()
         messages, built_valid = build_turns(drawn)
         # The loop guard would rightly refuse a valid call repeated many times: keep it out of this property.
-        agent = build_agent(replay_model(*messages), TOOLS, default_policy=FAST, loop_limit=10_000)
-        state_in = {"messages": [("user", "fuzz")]}
-        state = asyncio.run(agent.ainvoke(state_in)) if use_async else agent.invoke(state_in)  # 1. never raises
+        agent = build_agent(
+            replay_model(*messages), TOOLS, default_policy=FAST, loop_limit=10_000, checkpointer=InMemorySaver()
+        )
+        state_in, config = {"messages": [("user", "fuzz")]}, {"configurable": {"thread_id": "fuzz"}}
+        # 1. never raises
+        state = asyncio.run(agent.ainvoke(state_in, config)) if use_async else agent.invoke(state_in, config)
 
         answers = [m for m in state["messages"] if isinstance(m, ToolMessage)]
         counts = Counter(m.tool_call_id for m in answers)
@@ -296,6 +308,8 @@ def test_fuzzed_model_turns(capsys: pytest.CaptureFixture[str]) -> None:
                     assert call["name"] in ORACLES and ORACLES[call["name"]].is_valid(call["args"]), (
                         f"3. dispatched off-schema: {call['name']} {call['args']!r:.300}"
                     )
+                    assert storable_problem(call["args"]) is None, f"4. dispatched {call['args']!r:.300}"
+                stats["unstorable"] += storable_problem(call["args"]) is not None
                 if built_valid[call["id"]] and call["name"] != "flaky":
                     assert dispatched, f"valid call refused: {by_id[call['id']].content:.300}"
                 stats["dispatched" if dispatched else "rejected"] += 1
@@ -314,11 +328,11 @@ def test_fuzzed_model_turns(capsys: pytest.CaptureFixture[str]) -> None:
         print(
             f"\nfuzz: {stats['examples']} examples, {stats['turns']} model turns, {calls} tool calls "
             f"({stats['dispatched']} dispatched, {stats['rejected']} refused, {stats['non_object_args']} with "
-            f"non-object arguments), {stats['invalid_tool_calls']} invalid tool calls, {stats['tool_runs']} tool "
-            f"runs; {stats['sync']} via invoke, {stats['async']} via ainvoke"
+            f"non-object arguments, {stats['unstorable']} unstorable), {stats['invalid_tool_calls']} invalid tool "
+            f"calls, {stats['tool_runs']} tool runs; {stats['sync']} via invoke, {stats['async']} via ainvoke"
         )
     assert stats["examples"] == EXAMPLES
-    for kind in ("dispatched", "rejected", "non_object_args", "invalid_tool_calls", "sync", "async"):
+    for kind in ("dispatched", "rejected", "non_object_args", "invalid_tool_calls", "unstorable", "sync", "async"):
         assert stats[kind] > 0, f"the fuzzer never produced {kind}"
 
 

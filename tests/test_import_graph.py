@@ -4,7 +4,12 @@ below it. The layers, bottom first:
     ironloop.version                       the release number
     ironloop.lazy                          a package's names imported on first use (fast ``--help``)
     ironloop.commands                      exit codes and the one-line error every command shares
-    tools → checkpoints → graph            the runtime: one call, the SQL store, the agent graph
+    ironloop.terminal                      is this a terminal, and a progress bar for long work
+    tools                                  the runtime of one call
+    settings                               ironloop.toml under the environment (ironloop.settings)
+    checkpoints                            the SQL store
+    observability                          OpenTelemetry spans and metrics of runs, calls and attempts
+    graph                                  the agent graph
     distributed                            workers sharing one database (the runtime, many processes)
     demo                                   the offline demo: scripted model, scenarios, fault-injecting services
     benchmarks                             ironloop bench ... (measures the demo scenario, so it sits above it)
@@ -28,8 +33,11 @@ LAYERS = [
     "version",
     "lazy",
     "commands",
+    "terminal",
     "tools",
+    "settings",
     "checkpoints",
+    "observability",
     "graph",
     "distributed",
     "demo",
@@ -37,13 +45,15 @@ LAYERS = [
     "cli",
     "ironloop",
 ]
-"""Packages (and the small modules version, lazy, commands), bottom first: each imports only those before it."""
+"""Packages (and the small modules version, lazy, commands, terminal, settings), bottom first: each imports only
+those before it."""
 FOLDERS = {
     "graph": "ironloop.graph",
     "tools": "ironloop.tools",
     "tools/mcp": "ironloop.tools.mcp",
     "checkpoints": "ironloop.checkpoints",
     "distributed": "ironloop.distributed",
+    "observability": "ironloop.observability",
     "demo": "ironloop.demo",
     "demo/services": "ironloop.demo.services",
     "benchmarks": "ironloop.benchmarks",

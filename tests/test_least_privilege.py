@@ -32,6 +32,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import pytest
+from ironloop.benchmarks.otlp_receiver import OTLPReceiver, otlp_telemetry
 from ironloop.checkpoints import SQLAlchemySaver
 from ironloop.checkpoints.ledger import AttemptLedger
 from ironloop.cli.trajectory import TrajectoryPrinter
@@ -197,15 +198,25 @@ def run_flow(
     tools: list[Any],
     policies: dict[str, ToolPolicy],
     printed: io.StringIO,
-) -> tuple[list[BaseMessage], bytes]:
-    """Run the agent to the end on ``db_url``; its messages and the database dump. The trajectory is printed to
-    ``printed``, followed by every item of LangGraph's ``tools`` stream (what callbacks and tracing see)."""
-    with SQLAlchemySaver.from_url(db_url) as saver:
+) -> tuple[list[BaseMessage], bytes, bytes]:
+    """Run the agent to the end on ``db_url``, traced over OTLP to a local receiver; its messages, the database
+    dump and the raw OpenTelemetry export. The trajectory is printed to ``printed``, followed by every item of
+    LangGraph's ``tools`` stream (what callbacks and tracing see)."""
+    with (
+        SQLAlchemySaver.from_url(db_url) as saver,
+        OTLPReceiver() as receiver,
+        otlp_telemetry(receiver) as (telemetry, flush),
+    ):
         saver.setup()
         ledger = AttemptLedger(saver.engine)
         try:
             agent = build_agent(
-                ScriptedChatModel(script=script), tools, policies=policies, checkpointer=saver, listeners=[ledger]
+                ScriptedChatModel(script=script),
+                tools,
+                policies=policies,
+                checkpointer=saver,
+                listeners=[ledger],
+                telemetry=telemetry,
             )
             config = {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:8]}"}}
             printer = TrajectoryPrinter(out=printed)
@@ -226,7 +237,9 @@ def run_flow(
             messages = agent.get_state(config).values["messages"]
         finally:
             ledger.close()
-        return messages, dump_database(saver.engine)
+        flush()
+        assert any(span.name == "execute_tool charge_card" for span in receiver.received.spans), "nothing traced"
+        return messages, dump_database(saver.engine), b"".join(receiver.received.raw)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -256,6 +269,7 @@ def check_everywhere(
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
     db_url: str,
+    exported: bytes,
 ) -> None:
     captured = capsys.readouterr()
     logs = "\n".join(r.getMessage() + repr(r.args) + (repr(r.exc_info) if r.exc_info else "") for r in caplog.records)
@@ -268,6 +282,7 @@ def check_everywhere(
         "the trajectory printer and the tools stream (callbacks)": printed,
         "stdout": captured.out,
         "stderr": captured.err,
+        "the OpenTelemetry export (every span, attribute and metric, raw protobuf)": exported,
     }
     if db_url.startswith("sqlite:///"):
         path = Path(db_url.removeprefix("sqlite:///"))
@@ -296,7 +311,7 @@ def test_a_granted_key_authenticates_and_is_found_nowhere(
     )
     script = RecordingScript(turn(charge, ret, boom))
     printed = io.StringIO()
-    messages, dump = run_flow(
+    messages, dump, exported = run_flow(
         db_url,
         script,
         [make_charge_tool(payments.service.url), make_leaky(leaked_to_tool)],
@@ -311,7 +326,7 @@ def test_a_granted_key_authenticates_and_is_found_nowhere(
     assert seen[ret["id"]].content == "token is ***"
     assert seen[boom["id"]].status == "error" and "upstream refused token ***" in seen[boom["id"]].content
     assert "***" in printed.getvalue()
-    check_everywhere([secret, token], script, messages, dump, printed.getvalue(), caplog, capsys, db_url)
+    check_everywhere([secret, token], script, messages, dump, printed.getvalue(), caplog, capsys, db_url, exported)
 
 
 @pytest.mark.parametrize(
@@ -338,7 +353,7 @@ def test_a_service_echoing_the_key_in_errors_is_redacted(
     script = RecordingScript(turn(charge))
     printed = io.StringIO()
     db_url = f"sqlite:///{tmp_path / 'errors.db'}"
-    messages, dump = run_flow(
+    messages, dump, exported = run_flow(
         db_url,
         script,
         [make_charge_tool(payments.service.url)],
@@ -351,7 +366,7 @@ def test_a_service_echoing_the_key_in_errors_is_redacted(
     echo = re.compile(r"Bearer(?: |%20|\+)\*\*\*")
     assert echo.search(observation.content), observation.content  # the echo arrived, scrubbed
     assert echo.search(dump.decode(errors="replace"))  # the ledger has the (scrubbed) error text
-    check_everywhere([secret], script, messages, dump, printed.getvalue(), caplog, capsys, db_url)
+    check_everywhere([secret], script, messages, dump, printed.getvalue(), caplog, capsys, db_url, exported)
 
 
 def test_the_model_never_sees_the_parameter_and_cannot_forge_it(payments: EchoingPayments, secret: str) -> None:

@@ -20,6 +20,7 @@ from ironloop.tools.credentials import Credentials, Secret
 from ironloop.tools.idempotency import MemoryIdempotencyStore
 from ironloop.tools.mcp import IDEMPOTENCY_KEY_META, MCPServers, MCPServerUnavailable, policies_for, retry_on_error_text
 from ironloop.tools.records import CallOutcome
+from ironloop.tools.untrusted import unwrap_untrusted
 from langchain_core.tools import InjectedToolArg, tool
 
 from tests.helpers import call, observations, record, replay_model, turn
@@ -269,8 +270,10 @@ async def test_an_is_error_result_is_retried_when_retry_on_reads_it(server: Faul
     assert [a["outcome"] for a in record(ok)["attempts"]] == ["transient_error", "transient_error", "ok"]
     assert "results for a" in ok.text and record(ok)["outcome"] == "ok"
     assert failed.status == "error" and record(failed)["outcome"] == "error"
-    assert failed.text.startswith("Error: upstream failed: upstream search service: HTTP 503 Service Unavailable")
-    assert "(after 3 attempts). The fault is temporary" in failed.text
+    source, text = unwrap_untrusted(failed.text) or ("", "")  # an open-world tool: its errors are untrusted too
+    assert source == "upstream" and result["untrusted_sources"] == ["upstream"]
+    assert text.startswith("Error: upstream failed: upstream search service: HTTP 503 Service Unavailable")
+    assert "(after 3 attempts). The fault is temporary" in text
     assert len([e for e in server.events("begin") if e["tool"] == "upstream"]) == 3 + 3
 
 

@@ -16,7 +16,7 @@ from langchain_openai import ChatOpenAI
 
 from tests.openai_server import OpenAIStub
 
-ANSWER = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
+ANSWER = "The combined city-proper population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from ironloop.checkpoints import SQLAlchemySaver
 from langgraph_sdk import get_client
 
 ROOT = Path(__file__).resolve().parents[1]
-ANSWER = "The combined population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
+ANSWER = "The combined city-proper population of Paris and Lyon is 2,673,000 (2,160,000 + 513,000)."
 
 
 def free_port() -> int:

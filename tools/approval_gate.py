@@ -7,32 +7,47 @@ the first time, the call's task pauses there; on resume the task runs again and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ironloop.tools import observations
 from ironloop.tools.approval import ApprovalRecord, ArgsCheck, Decision, approval_reason, ask
 from ironloop.tools.steps import CallContext, Result, Step
+from ironloop.tools.storable import storable_problem
 from langchain_core.messages import ToolMessage
 from langgraph.errors import GraphInterrupt
+
+LedgerAnswer = Callable[[CallContext], Awaitable[ToolMessage | None]]
+"""What the idempotency ledger knows of a side-effect call, as its observation (``None``: nothing, it never began)."""
 
 
 class ApprovalGate:
     """Asks a human when the call's policy says so: approve runs it, reject answers it, edit runs new arguments.
 
-    ``check_args`` checks edited arguments like a model's (`tools.validation.ToolCatalog.check`);
-    ``args_schemas`` are shown in the request, so an edit can follow them.
+    ``check_args`` checks edited arguments like a model's (`tools.validation.ToolCatalog.check`); an edit a
+    checkpoint cannot hold (`tools.storable`) is refused in any case. ``args_schemas`` are shown in the request, so
+    an edit can follow them. ``ledger`` is asked before a side effect is answered "Not run": a call that ran already
+    (a process died after the ledger recorded it, before the checkpoint did) is answered with what it did.
     """
 
-    def __init__(self, check_args: ArgsCheck | None = None, args_schemas: Mapping[str, dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        check_args: ArgsCheck | None = None,
+        args_schemas: Mapping[str, dict[str, Any]] | None = None,
+        ledger: LedgerAnswer | None = None,
+    ):
         self.check_args = check_args
         self.args_schemas = dict(args_schemas or {})
+        self.ledger = ledger
 
     async def __call__(self, call: CallContext, proceed: Step) -> Result:
         decision = self.decide(call)
         if decision is None or decision.action == "approve":
             return await proceed(call)
         if decision.action == "reject":
+            recorded = await self.ledger(call) if self.ledger is not None and call.policy.side_effect else None
+            if recorded is not None:
+                return recorded
             return observations.denied(call.tool_call, call.record, decision)
         assert decision.args is not None
         edited = call.request.override(tool_call={**call.tool_call, "args": decision.args})
@@ -53,7 +68,7 @@ class ApprovalGate:
         if reason is None:
             return None
         try:
-            decision = ask(tool_call, reason, check=self.check_args, schema=self.args_schemas.get(call.name))
+            decision = ask(tool_call, reason, check=self._check, schema=self.args_schemas.get(call.name))
         except GraphInterrupt:
             if call.budget is not None:
                 call.budget.pause()
@@ -73,3 +88,10 @@ class ApprovalGate:
         record.approval = approval.as_metadata()
         call.events.approval(approval)
         return decision
+
+    def _check(self, tool: str, args: Any) -> str | None:
+        """Why edited arguments must not run: what a checkpoint cannot hold, then what the tool's schema refuses."""
+        unstorable = storable_problem(args)
+        if unstorable is not None:
+            return f"Error: {tool}: invalid arguments: {unstorable}"
+        return self.check_args(tool, args) if self.check_args is not None else None

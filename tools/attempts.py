@@ -28,7 +28,14 @@ from typing import Generic, TypeVar
 
 from ironloop.tools.budget import stop_when_budget_spent
 from ironloop.tools.circuit import Circuit, CircuitBreaker, CircuitState
-from ironloop.tools.errors import CircuitOpenError, ToolErrorReport, ToolTimeoutError, describe, error_class
+from ironloop.tools.errors import (
+    CircuitOpenError,
+    ToolErrorReport,
+    ToolTimeoutError,
+    describe,
+    error_class,
+    retry_after_of,
+)
 from ironloop.tools.hedging import race_with_hedge
 from ironloop.tools.loop_clock import Stopwatch, stopwatch
 from ironloop.tools.policy import ToolPolicy
@@ -210,6 +217,7 @@ class Timeout:
         if shown is None:
             return await proceed(context)
         timeout = policy.attempt_timeout(None, context.timed_out_before)
+        started = time.monotonic()
         watch = stopwatch()
         try:
             async with asyncio.timeout(None) as scope:
@@ -225,9 +233,19 @@ class Timeout:
                 raise  # the tool's own timeout
             context.attempt.abandoned_thread = context.call.name in self.sync_tools
             context.attempt.outcome = AttemptOutcome.TIMEOUT
-            raise ToolTimeoutError(f"no answer within {shown:.3g} s") from exc
+            restarts = policy.progress_resets_timeout  # then a longer wait is the progress, not load
+            raise ToolTimeoutError(_timeout_text(shown, 0.0 if restarts else time.monotonic() - started)) from exc
         finally:
             watch.stop()
+
+
+def _timeout_text(timeout: float | None, waited_s: float) -> str:
+    """What the timeout was, and why the attempt took longer when it did (the event loop was busy elsewhere:
+    that time is not counted against the timeout, `tools.loop_clock`)."""
+    text = f"no answer within the attempt timeout of {timeout or 0:.3g} s"
+    if timeout and waited_s > timeout * 1.5:
+        text += f" (stopped after {waited_s:.3g} s: the event loop was busy)"
+    return text
 
 
 class _Expiry:
@@ -308,6 +326,8 @@ class AttemptLoop:
         def before_sleep(state: RetryCallState) -> None:
             last = record.attempts[-1]
             last.retry_in_s = round(state.upcoming_sleep, 4)
+            if state.outcome is not None and (error := state.outcome.exception()) is not None:
+                last.retry_after_s = retry_after_of(error)
             call.events.announce_attempt(record, last)
 
         retrying = call.policy.retrying(
@@ -320,8 +340,8 @@ class AttemptLoop:
         async for attempt in retrying:
             with attempt:
                 if replay is not None:
-                    error, replay = replay, None
-                    raise error
+                    replayed, replay = replay, None
+                    raise replayed
                 result = await self.attempt(AttemptContext(call, self._new_attempt(call), deadline_at))
         return result
 

@@ -41,6 +41,7 @@ drawing and the classes agree.
     ├── DisallowedTypeError (ValueError)      a stored value names a type off the allow-list (checkpoints.serde)
     ├── AgentSpecError (ValueError)           ``--agent`` names no usable agent factory (distributed.agents)
     ├── FleetConfigError (ValueError)         a worker's configuration cannot work (distributed.checks)
+    ├── SettingsError (ValueError)            ironloop.toml, a setting's variable or flag cannot be used (settings)
     └── WaitTimeoutError (TimeoutError)       a submitted run did not end within the wait (distributed.submission)
 
 Outside the tree on purpose: `ironloop.commands.CommandError` (how a command exits, not what went wrong; its
@@ -56,7 +57,7 @@ retrying a ``TypeError`` only burns the deadline.
 from __future__ import annotations
 
 import email.utils
-import functools
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -147,38 +148,29 @@ class ModelUnavailableError(IronloopError, RuntimeError):
     """Every model failed. The run stopped at its last checkpoint; resuming the thread retries the model."""
 
 
-@functools.cache
+def _errors_of(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes ``names`` of ``module`` if it was imported, else none: an error of a library nobody
+    imported cannot exist, so classifying never pays for importing the OpenAI SDK (a second) or httpx."""
+    loaded = sys.modules.get(module)
+    found = (getattr(loaded, name, None) for name in names) if loaded is not None else ()
+    return tuple(error for error in found if isinstance(error, type) and issubclass(error, BaseException))
+
+
 def transient_transport_errors() -> tuple[type[BaseException], ...]:
     """Transport failures of httpx (a user's tool), httpx2 (ours) or the OpenAI SDK (its wrapper of transport
     errors and timeouts): worth another attempt."""
-    import httpx
-    import httpx2
-    import openai
-
+    transport = ("TimeoutException", "NetworkError", "RemoteProtocolError")
     return (
-        *(
-            error
-            for lib in (httpx, httpx2)
-            for error in (lib.TimeoutException, lib.NetworkError, lib.RemoteProtocolError)
-        ),
-        openai.APIConnectionError,
+        *_errors_of("httpx", *transport),
+        *_errors_of("httpx2", *transport),
+        *_errors_of("openai", "APIConnectionError"),
     )
 
 
-@functools.cache
 def not_sent_errors() -> tuple[type[BaseException], ...]:
     """Failures before the request left: it cannot have had an effect."""
-    import httpx
-    import httpx2
-
-    return (
-        NotSentError,
-        httpx.ConnectError,
-        httpx.ConnectTimeout,
-        httpx2.ConnectError,
-        httpx2.ConnectTimeout,
-        ConnectionRefusedError,
-    )
+    connect = ("ConnectError", "ConnectTimeout")
+    return (NotSentError, *_errors_of("httpx", *connect), *_errors_of("httpx2", *connect), ConnectionRefusedError)
 
 
 def status_code_of(exc: BaseException) -> int | None:
@@ -260,9 +252,12 @@ def describe(exc: BaseException, *, limit: int = 300) -> str:
 
 def error_class(exc: BaseException) -> str:
     """The name recorded for an error: the class, qualified unless it is a builtin."""
-    cls = type(exc)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+    return class_name(type(exc))
+
+
+def class_name(cls: type) -> str:
+    """`error_class` of an error of class ``cls``."""
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def raise_for_status(

@@ -11,8 +11,10 @@ For a call of a ``ToolPolicy(side_effect=True)`` tool:
 4. Success is recorded *completed* with the observation, durably, before the model sees it.
 5. An outcome that stays unknown (a timeout, a lost response, or a *started* entry left by a process that
    died mid-call) is settled by what the tool declares: honours keys → run again with the same key;
-   a ``reconcile`` function → ask it, and act on the answer; neither → never run again blindly: the key is
-   recorded *unknown* and the model is told the action may have happened.
+   a ``reconcile`` function → ask it, and act on the answer (it happened: its result; it did not: run it again,
+   within what is left of the policy's attempts and deadline, and ``reconcile_rounds``; when no room is left,
+   the model is told plainly that it did not happen, and the key is recorded *failed*); neither → never run
+   again blindly: the key is recorded *unknown* and the model is told the action may have happened.
 """
 
 from __future__ import annotations
@@ -40,9 +42,6 @@ from ironloop.tools.steps import CallContext, Result, Step
 from langchain_core.messages import ToolMessage
 from langgraph.errors import GraphBubbleUp
 
-MAX_ROUNDS = 2
-"""Executions allowed in one call after a reconcile said "not happened" (bounds a flapping service)."""
-
 RECONCILE_TIMEOUT_S = 30.0
 
 
@@ -65,6 +64,7 @@ class ExactlyOnce:
             call.events.answered_from_ledger(record)
             return message
         rounds = 0
+        deadline_at = policy.deadline_from_now()
         unknown = not entry.fresh  # begun by an earlier attempt or process that did not record an end
         with using_idempotency_key(key):
             while True:
@@ -74,12 +74,16 @@ class ExactlyOnce:
                         if record.attempts and record.attempts[-1].replayed:
                             call.events.answered_from_ledger(record)
                         return settled
-                if rounds == MAX_ROUNDS:
-                    return await self._unknown(record, key, "the service kept failing after reconciliation")
+                    # reconcile said it did not happen: safe to run again, if the policy has room left
+                    round_policy = self._next_round(policy, record, deadline_at, rounds)
+                    if round_policy is None:
+                        return await self._not_done(tool_call, record, key)
+                else:
+                    round_policy = policy
                 rounds += 1
                 doubt = Doubt(policy)
                 try:
-                    result = await proceed(call.but(retry_if=doubt.retry_if))
+                    result = await proceed(call.but(policy=round_policy, retry_if=doubt.retry_if))
                 except GraphBubbleUp:
                     raise
                 except Exception as error:
@@ -107,6 +111,18 @@ class ExactlyOnce:
         # The call ran (or should have run) in the sibling ``tools`` node of the node asking.
         parent, _, _ = record.checkpoint_ns.rpartition("|")
         key = idempotency_key_for(record.thread_id, f"{parent}|tools" if parent else "tools", record.tool_call_id)
+        return self._known(call, record, key)
+
+    async def recorded(self, call: CallContext) -> ToolMessage | None:
+        """What the ledger knows of this call, about to be answered without running (``None``: it never began)."""
+        record = call.record
+        key = idempotency_key_for(record.thread_id, record.checkpoint_ns, record.tool_call_id)
+        message = await asyncio.to_thread(self._known, call.tool_call, record, key)
+        if message is not None and record.attempts:
+            call.events.answered_from_ledger(record)
+        return message
+
+    def _known(self, call: Mapping[str, Any], record: CallRecord, key: str) -> ToolMessage | None:
         entry = self.store.get(key)
         if entry is None:
             return None
@@ -144,6 +160,28 @@ class ExactlyOnce:
         except Exception:  # a reconcile that fails teaches nothing: the outcome stays unknown
             return Reconciliation(Reconciled.UNKNOWN)
         return answer if isinstance(answer, Reconciliation) else Reconciliation(Reconciled.UNKNOWN)
+
+    @staticmethod
+    def _next_round(
+        policy: ToolPolicy, record: CallRecord, deadline_at: float | None, rounds: int
+    ) -> ToolPolicy | None:
+        """The policy of one more round of attempts (what is left of the call's attempts and deadline), or ``None``
+        when the call has no room left for one."""
+        if policy.reconcile_rounds is not None and rounds >= policy.reconcile_rounds:
+            return None
+        attempts_left = policy.max_attempts - len(record.attempts)
+        time_left = None if deadline_at is None else deadline_at - time.monotonic()
+        if attempts_left < 1 or (time_left is not None and time_left <= 0):
+            return None
+        return policy.but(max_attempts=attempts_left, deadline_s=time_left)
+
+    async def _not_done(self, call: Mapping[str, Any], record: CallRecord, key: str) -> ToolMessage:
+        """Give up on a call the service said was not done: it did not happen, plainly, and the key *failed*."""
+        why = record.reason or "the service did not answer"
+        text = observations.not_done(record.tool, why, len(record.attempts))
+        await asyncio.to_thread(self.store.finish, key, KeyStatus.FAILED, text)
+        record.outcome, record.reason = CallOutcome.ERROR, f"did not happen: {why}"
+        return observations.observation(call, text, error=True)
 
     async def _unknown(self, record: CallRecord, key: str, why: str) -> ToolMessage:
         text = observations.outcome_unknown(record.tool, key, why)

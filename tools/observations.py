@@ -99,6 +99,14 @@ def outcome_unknown(tool: str, key: str, why: str) -> str:
     )
 
 
+def not_done(tool: str, why: str, attempts: int) -> str:
+    """A side effect that surely did not happen: the service said so after each attempt whose outcome was unknown."""
+    return (
+        f"Error: {tool} did not happen ({why}; after {attempts} attempt{'s' if attempts != 1 else ''}, the service "
+        "confirmed each time that it had not been done). Nothing was changed; it is safe to try again later."
+    )
+
+
 def interrupted_unknown(tool: str, key: str) -> str:
     """A side effect a stopped run left mid-call: the ledger knows it began, not how it ended."""
     return (

@@ -166,6 +166,12 @@ class ToolPolicy(CallPolicy):
     """With ``side_effect``: ``reconcile(idempotency_key, args)`` asks the service whether an attempt whose
     outcome is unknown happened (`tools.idempotency.Reconciliation`)."""
 
+    reconcile_rounds: int | None = None
+    """With ``reconcile``: the most rounds of attempts one call makes when ``reconcile`` keeps answering that an
+    attempt whose outcome was unknown did not happen (each such answer makes a retry safe). ``None``: as many as
+    ``max_attempts`` and ``deadline_s`` allow, which bound the call's attempts in all rounds together. When the
+    call gives up after such an answer, the model is told it did not happen, and the key is recorded *failed*."""
+
     rate_limit: RateLimit | None = None
     """Calls per time window and in flight at once; a call waits for a slot within its deadline."""
 
@@ -206,6 +212,8 @@ class ToolPolicy(CallPolicy):
         if isinstance(self.credentials, str) or not all(isinstance(n, str) and n for n in self.credentials):
             raise TypeError(f"credentials is a tuple of names, e.g. ('api_key',); got {self.credentials!r}")
         object.__setattr__(self, "credentials", tuple(self.credentials))
+        if self.reconcile_rounds is not None and self.reconcile_rounds < 1:
+            raise ValueError(f"reconcile_rounds must be at least 1 or None, got {self.reconcile_rounds}")
         if (self.honours_idempotency_key or self.reconcile is not None) and not self.side_effect:
             raise ValueError("honours_idempotency_key and reconcile only apply to side_effect=True tools")
         if self.hedge_after_s is not None:

@@ -43,6 +43,8 @@ class Attempt:
     """A sync tool timed out: its thread was left to finish on its own."""
     retry_in_s: float | None = None
     """The wait before the next attempt, if there is one."""
+    retry_after_s: float | None = None
+    """The wait the service advised (``Retry-After``) when this attempt failed, if it advised one."""
     replayed: bool = False
     """A side effect already completed under this idempotency key: its recorded result, not a new execution."""
     rate_limited_ms: float | None = None
@@ -106,6 +108,8 @@ class CallRecord:
             data["idempotency_key"] = self.idempotency_key
         if self.approval:
             data["approval"] = self.approval
+        if self.untrusted:
+            data["untrusted"] = True
         return data
 
 

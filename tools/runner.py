@@ -54,7 +54,7 @@ from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
 from ironloop.tools.records import CallListener, CallOutcome, CallRecord
 from ironloop.tools.sentinels import DEFAULT, Default
 from ironloop.tools.steps import CallContext, Execute, Layer, Result, chain
-from ironloop.tools.untrusted import UntrustedOutput
+from ironloop.tools.untrusted import UntrustedOutput, delimit
 from ironloop.tools.validation import Rejection
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -104,12 +104,8 @@ class ToolCallRunner:
             run_tool,
         )
         attempts = chain([CapResult(max_result_chars)], AttemptLoop(attempt, rng))
-        around: list[Layer[CallContext]] = [
-            ApprovalGate(check_args, args_schemas),
-            Admission(max_in_flight),
-            UntrustedOutput(),
-            self.grants,
-        ]
+        gate = ApprovalGate(check_args, args_schemas, ledger=self._recorded)
+        around: list[Layer[CallContext]] = [gate, Admission(max_in_flight), UntrustedOutput(), self.grants]
         self._side_effect_call = chain([*around, self.exactly_once], attempts)
         self._plain_call = chain([*around, Observe()], attempts)
 
@@ -140,6 +136,11 @@ class ToolCallRunner:
             return Command(update={"messages": [message], "untrusted_sources": [record.tool]})
         return message
 
+    async def _recorded(self, call: CallContext) -> ToolMessage | None:
+        """What the ledger knows of a call answered without running (a rejection), delimited if untrusted."""
+        message = await self.exactly_once.recorded(call)
+        return delimit(call.policy.untrusted_output, call.record, message) if message is not None else None
+
     def task_budget(self, request: ToolCallRequest) -> RunBudget | None:
         """The budget of the task this call belongs to (``None`` when the runner has no budgets)."""
         if self.budgets is None:
@@ -151,22 +152,25 @@ class ToolCallRunner:
     def reject(
         self, rejection: Rejection, config: RunnableConfig | None = None, writer: StreamWriter | None = None
     ) -> ToolMessage:
-        """The observation for a call that is not run (invalid, unknown, out of turns)."""
-        record = _new_record({"name": rejection.name, "id": rejection.tool_call_id}, config)
+        """The observation for a call that is not run (invalid, unknown, out of turns), unless the ledger knows it
+        ran: a side effect is never answered "Not run" over a recorded end. (Such an answer from an untrusted tool
+        is delimited and marked in its metadata: the node adds `tools.untrusted.tainted_by` to the state.)"""
+        call = {"name": rejection.name, "id": rejection.tool_call_id}
+        record = _new_record(call, config)
+        events = CallEvents(self.listeners, writer)
+        policy = self.policy_for(record.tool)
+        known = self.exactly_once.recorded_answer(call, record) if policy.side_effect else None
+        if known is not None:
+            events.call_ended(record, delimit(policy.untrusted_output, record, known))
+            return known
         record.outcome, record.reason = CallOutcome.REJECTED, rejection.reason
-        message = observation({"name": rejection.name, "id": rejection.tool_call_id}, rejection.reason, error=True)
-        CallEvents(self.listeners, writer).call_ended(record, message)
+        message = observation(call, rejection.reason, error=True)
+        events.call_ended(record, message)
         return message
 
     def orphan_answer(self, call: Mapping[str, Any], config: RunnableConfig | None = None) -> ToolMessage:
         """The observation for a call found without one after a stop: what the ledger knows, or "interrupted"."""
-        record = _new_record(call, config)
-        if self.policy_for(record.tool).side_effect:
-            message = self.exactly_once.recorded_answer(call, record)
-            if message is not None:
-                CallEvents(self.listeners).call_ended(record, message)
-                return message
-        return self.reject(Rejection(record.tool_call_id, record.tool, interrupted(record.tool)), config)
+        return self.reject(Rejection(call["id"] or "", call["name"], interrupted(call["name"])), config)
 
 
 def _new_record(call: Mapping[str, Any], config: RunnableConfig | None) -> CallRecord:

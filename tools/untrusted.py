@@ -4,16 +4,23 @@ Delimiting helps a model but does not bind it, so the runtime also remembers tha
 output (the ``untrusted_sources`` state channel, reduced by `merge_sources`); from then on side-effect calls
 under ``approval="on_untrusted"`` wait for a human (`tools.approval`). The `UntrustedOutput` layer does both
 for each call of a tool whose policy says ``untrusted_output``.
+
+Everything such a tool hands back is untrusted, not only its results: an error it raises or reports quotes its
+service (an HTTP error body is as easy to write as a page), a fallback observation quotes that error, and a
+recorded end replayed from the idempotency ledger is what the tool said the first time. Only the runtime's own
+words (a timeout, an open circuit, a refusal before the call ran) are left as they are (`carries_tool_output`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
-from ironloop.tools.records import CallOutcome
+from ironloop.tools.errors import CircuitOpenError, RateLimitTimeoutError, ToolTimeoutError, class_name
+from ironloop.tools.records import CallRecord, metadata_of
 from ironloop.tools.steps import CallContext, Result, Step
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import BaseMessage, ToolMessage
 
 _CLOSING_TAG = re.compile(r"</(\s*untrusted-data)", re.IGNORECASE)
 
@@ -47,15 +54,42 @@ def merge_sources(left: list[str] | None, right: list[str] | None) -> list[str]:
     return sorted(set(left or ()) | set(right or ()))
 
 
+M = TypeVar("M", ToolMessage, Result)
+
+RUNTIME_ERRORS = frozenset(map(class_name, (ToolTimeoutError, CircuitOpenError, RateLimitTimeoutError)))
+"""Errors the runtime raises itself, before or instead of hearing from the tool: their text quotes no service."""
+
+
+def carries_tool_output(record: CallRecord) -> bool:
+    """Whether the call's observation quotes what the tool handed back: a result, an error the tool raised or
+    reported, a recorded end (a replay, a reconciliation). A call that never reached the tool does not."""
+    if not record.attempts:
+        return False
+    last = record.attempts[-1]
+    return last.replayed or last.error_class not in RUNTIME_ERRORS
+
+
+def delimit(untrusted_output: bool, record: CallRecord, message: M) -> M:
+    """For an ``untrusted_output`` tool: ``message`` delimited as data, and the call marked as tainting the
+    thread, when it carries what the tool handed back."""
+    if untrusted_output and isinstance(message, ToolMessage) and carries_tool_output(record):
+        message.content = wrap_content(record.tool, message.content)
+        record.untrusted = True
+    return message
+
+
+def tainted_by(messages: Iterable[BaseMessage]) -> list[str]:
+    """The tools whose untrusted output these observations carry (for the ``untrusted_sources`` update of a node
+    that answers calls itself, from the ledger)."""
+    return sorted({str(m.name) for m in messages if (metadata_of(m) or {}).get("untrusted")})
+
+
 class UntrustedOutput:
-    """The layer that delimits an ``untrusted_output`` tool's result and marks the call as tainting the thread."""
+    """The layer that delimits what an ``untrusted_output`` tool hands back and marks the call as tainting the
+    thread."""
 
     async def __call__(self, call: CallContext, proceed: Step) -> Result:
-        message = await proceed(call)
-        if call.policy.untrusted_output and call.record.outcome == CallOutcome.OK and isinstance(message, ToolMessage):
-            message.content = wrap_content(call.name, message.content)
-            call.record.untrusted = True
-        return message
+        return delimit(call.policy.untrusted_output, call.record, await proceed(call))
 
 
 def wrap_content(source: str, content: Any) -> Any:

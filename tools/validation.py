@@ -1,8 +1,8 @@
 """Checks a model's tool calls before anything is dispatched.
 
-A call with an unknown name, arguments that are not JSON, arguments the tool does not declare, or values of
-the wrong type never reaches the tool. The model gets an observation that names the problem and shows the
-expected schema, so it can repair the call on its next turn.
+A call with an unknown name, arguments that are not JSON (or that a checkpoint cannot hold: `tools.storable`),
+arguments the tool does not declare, or values of the wrong type never reaches the tool. The model gets an
+observation that names the problem and shows the expected schema, so it can repair the call on its next turn.
 
 Tools come with one of two kinds of schema. A pydantic model (``@tool`` functions, pydantic ``args_schema``)
 is checked by pydantic in JSON-strict mode. A plain JSON-schema dict (``StructuredTool.from_function(...,
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from ironloop.tools.storable import UNSTORABLE, storable_problem
 from jsonschema import Draft202012Validator
 from jsonschema import ValidationError as SchemaViolation
 from jsonschema.protocols import Validator
@@ -101,8 +102,12 @@ class ToolCatalog:
         for bad in message.invalid_tool_calls:
             name = bad.get("name") or ""
             raw = bad.get("args") or ""
-            detail = f" ({bad['error']})" if bad.get("error") else ""
-            reason = f"Error: {name or 'the call'}: the arguments are not valid JSON{detail}: {raw[:200]!r}."
+            error = bad.get("error") or ""
+            if error.startswith(UNSTORABLE):  # JSON, but not what a checkpoint can hold (`tools.storable`)
+                reason = f"Error: {name}: invalid arguments: {error.removeprefix(UNSTORABLE)}: {raw[:200]}."
+            else:
+                detail = f" ({error})" if error else ""
+                reason = f"Error: {name or 'the call'}: the arguments are not valid JSON{detail}: {raw[:200]!r}."
             if name in self.tools:
                 reason += f" Expected arguments: {self.schema_text(name)}"
             else:
@@ -116,7 +121,8 @@ class ToolCatalog:
             return f"Error: {self.unknown_tool_text(name)}"
         if not isinstance(args, dict):
             return f"Error: {name}: arguments must be a JSON object. Expected arguments: {self.schema_text(name)}"
-        problems = self.argument_problems(name, args)
+        unstorable = storable_problem(args)
+        problems = [unstorable] if unstorable is not None else self.argument_problems(name, args)
         if not problems:
             return None
         return f"Error: {name}: invalid arguments: {'; '.join(problems)}. Expected arguments: {self.schema_text(name)}"
