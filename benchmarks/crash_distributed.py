@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ironloop.benchmarks.processes import children, stop_group
+from ironloop.terminal import ProgressBar
 
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 CUSTOMERS = ("ada", "bob", "cyd")
@@ -239,7 +240,8 @@ class FleetCrash:
                 workers = [_Worker(self, i) for i in range(self.plan.workers)]
                 self.workers = workers
                 self._wait_ready(workers)
-                self._loop()
+                with ProgressBar(self.plan.kills, "kills") as bar:
+                    self._loop(bar)
                 self._verify_all()
         finally:
             for worker in workers:
@@ -261,7 +263,7 @@ class FleetCrash:
                 raise RuntimeError("workers did not become ready in time")
             time.sleep(0.2)
 
-    def _loop(self) -> None:
+    def _loop(self, bar: ProgressBar) -> None:
         from ironloop.distributed.submission import submit
 
         active: list[_Task] = []
@@ -284,6 +286,7 @@ class FleetCrash:
                 if not active or time.monotonic() > drain_deadline:
                     return
             self._commit_kills()
+            bar.update(self.figures.kills)
             if killing and time.monotonic() >= next_kill:
                 self._timed_kill()
                 next_kill = time.monotonic() + self.rng.uniform(*KILL_GAP_S)

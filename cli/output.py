@@ -62,7 +62,8 @@ def jsonable(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(jsonable(value), indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    # ensure_ascii: C1 controls and bidirectional overrides from tools arrive escaped, like C0 controls
+    return json.dumps(jsonable(value), indent=2, ensure_ascii=True, allow_nan=False, default=str)
 
 
 def print_json(value: Any, stream: TextIO | None = None) -> None:

@@ -2,13 +2,12 @@
 
 Only columns with a ``shrink`` rank are cut (text such as a failure, ending in ``…``): the highest rank first
 (a free-text detail before an id someone may copy), the widest first within a rank; figures never are.
-Standard output that is not a terminal gets the whole table (a script reads every character) unless
-``COLUMNS`` is set. Every cell goes through `printable`: table text comes from tools, models and the database.
+Standard output that is not a terminal gets the whole table (a script reads every character). Every cell goes
+through `printable`: table text comes from tools, models and the database.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -36,12 +35,9 @@ class Column:
 
 
 def terminal_width() -> int | None:
-    """The width to fit: ``COLUMNS`` if set, else the terminal's when standard output is one, else none."""
-    if os.environ.get("COLUMNS", "").isdigit():
-        return int(os.environ["COLUMNS"])
-    if is_terminal(sys.stdout):
-        return shutil.get_terminal_size().columns
-    return None
+    """The width to fit when standard output is a terminal (``COLUMNS`` if set, else the terminal's), else none:
+    a script reading a pipe gets whole rows even where ``COLUMNS`` is exported."""
+    return shutil.get_terminal_size().columns if is_terminal(sys.stdout) else None
 
 
 def render(

@@ -5,10 +5,13 @@ Feed it the items of ``graph.stream(..., stream_mode=["updates", "custom"])`` (o
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
 from typing import Any, TextIO
 
 from ironloop.cli.text import printable
+from ironloop.terminal import is_terminal
 from ironloop.tools.untrusted import unwrap_untrusted
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 
@@ -16,9 +19,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 class TrajectoryPrinter:
     """Prints stream items as lines; with ``tokens``, also the model's text as it is generated."""
 
-    def __init__(self, out: TextIO | None = None, *, width: int = 110, tokens: bool = False):
+    def __init__(self, out: TextIO | None = None, *, width: int | None = None, tokens: bool = False):
         self.out = out or sys.stdout
-        self.width = width
+        self.width = width or _width(self.out)
         self.tokens = tokens
         self.turn = 0
         self.answer: str | None = None
@@ -85,6 +88,7 @@ class TrajectoryPrinter:
         call = f"{event.get('tool')} [{str(event.get('tool_call_id', ''))[-6:]}]"
         if kind == "tool_attempt":
             line = f"        {call}  attempt {event['number']}: {event['outcome']} after {event['ms']:.0f} ms"
+            line += _limit(event)
             if event.get("retry_in_s") is not None:
                 line += f", retry in {event['retry_in_s'] * 1000:.0f} ms"
             line += "".join(f" [{note}]" for note in _decisions(event))
@@ -126,6 +130,23 @@ class TrajectoryPrinter:
             print(f"repairs: {self.rejected} call(s) rejected before dispatch, answered with the reason", file=self.out)
         if self.answer is not None and not self.answer_shown:
             print(f"answer: {printable(self.answer, newlines=True)}", file=self.out, flush=True)
+
+
+_TIMEOUT = re.compile(r"attempt timeout of ([0-9.e+-]+) s")
+
+
+def _limit(event: dict[str, Any]) -> str:
+    """For a timeout, the limit it had (and why the attempt ran past it), where the line is not cut."""
+    match = _TIMEOUT.search(str(event.get("error") or "")) if event.get("outcome") == "timeout" else None
+    if match is None:
+        return ""
+    late = "; the event loop was busy" if "event loop was busy" in str(event.get("error")) else ""
+    return f" (limit {float(match.group(1)) * 1000:.0f} ms{late})"
+
+
+def _width(out: TextIO) -> int:
+    """Lines are cut to the terminal's width; to 110 characters elsewhere (a log stays readable)."""
+    return shutil.get_terminal_size().columns if is_terminal(out) else 110
 
 
 def _shown(content: Any) -> str:

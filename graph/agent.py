@@ -27,6 +27,7 @@ from ironloop.graph.state import AgentState, InputState
 from ironloop.graph.tool_node import PolicyToolNode
 from ironloop.observability import agent_telemetry
 from ironloop.tools.budget import Budgets, TaskBudget
+from ironloop.tools.containment import contain
 from ironloop.tools.credentials import Credentials, check_grants
 from ironloop.tools.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
@@ -142,9 +143,10 @@ def build_agent(
         credential_needs=credential_needs,
         check_args=catalog.check,
         args_schemas=catalog.parameters,
+        threads=threads,
         max_in_flight=max_concurrency,
     )
-    node_tools = [threads.offload(t) for t in catalog.tools.values()]
+    node_tools = [contain(threads.offload(t)) for t in catalog.tools.values()]
     node_tools = [
         scrubbing_tool(t, lambda: runner.credentials.redact) if t.name in credential_needs else t for t in node_tools
     ]

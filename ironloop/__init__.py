@@ -43,6 +43,8 @@ _EXPORTS: dict[str, str] = {
     "current_idempotency_key": "ironloop.tools.idempotency",
     "Reconciled": "ironloop.tools.idempotency",
     "Reconciliation": "ironloop.tools.idempotency",
+    "Reconcile": "ironloop.tools.idempotency",
+    "Snapshot": "ironloop.tools.idempotency",
     # approval and credentials
     "Approve": "ironloop.tools.approval",
     "Reject": "ironloop.tools.approval",
@@ -83,12 +85,14 @@ __all__ = [
     "ModelUnavailableError",
     "PermanentToolError",
     "RateLimit",
+    "Reconcile",
     "Reconciled",
     "Reconciliation",
     "Reject",
     "SQLAlchemySaver",
     "SandboxLimits",
     "Secret",
+    "Snapshot",
     "TaskBudget",
     "ToolCallRunner",
     "ToolError",
@@ -121,7 +125,13 @@ if TYPE_CHECKING:
         ToolTimeoutError,
         TransientToolError,
     )
-    from ironloop.tools.idempotency import Reconciled, Reconciliation, current_idempotency_key
+    from ironloop.tools.idempotency import (
+        Reconcile,
+        Reconciled,
+        Reconciliation,
+        Snapshot,
+        current_idempotency_key,
+    )
     from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
     from ironloop.tools.rate_limit import RateLimit
     from ironloop.tools.records import Attempt, CallListener, CallRecord

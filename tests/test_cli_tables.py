@@ -1,5 +1,5 @@
 """Terminal tables: cut to the width in rank order, figures never cut, columns dropped only when cutting is not
-enough, hostile text escaped, colour only when asked."""
+enough, hostile text escaped, colour only when asked; JSON output as safe for a terminal."""
 
 from __future__ import annotations
 
@@ -36,3 +36,11 @@ def test_cells_are_escaped_and_coloured_only_when_asked() -> None:
     plain = render(COLUMNS, rows)
     assert "\\x1b[2K" in plain and "\x1b[" not in plain
     assert "\x1b[31m" in render(COLUMNS, rows, colour=True)
+
+
+def test_json_output_escapes_what_could_drive_a_terminal() -> None:
+    from ironloop.cli.output import dumps
+
+    text = dumps({"tool": "t\x1b[2K\x9b\u202eevil", "rate": float("nan")})
+    assert "\x1b" not in text and "\x9b" not in text and "\u202e" not in text
+    assert '"rate": null' in text and "\\u202e" in text

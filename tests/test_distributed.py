@@ -168,9 +168,7 @@ def test_a_paused_run_frees_its_worker_and_one_decision_continues_it_elsewhere(a
     thread = paused.stdout.split()[1]
     assert "waiting for approval" in paused.stderr and payments.snapshot() == []
     listed = ironloop("threads", env=env)
-    assert (
-        f"{thread} " in listed.stdout and "waiting for approval" in listed.stdout and "[running:" not in listed.stdout
-    )
+    assert f"{thread} " in listed.stdout and "waiting for approval" in listed.stdout and "running:" not in listed.stdout
 
     approve = subprocess.Popen(
         [sys.executable, "-m", "ironloop", "resume", thread, "--approve", "--enqueue", "--wait", "--timeout", "150"],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import httpx
 import pytest
 from ironloop.demo.services.faults import Fault, FaultInjector, FaultProfile
@@ -343,3 +346,113 @@ def test_a_write_that_never_got_through_ends_plainly_not_done_and_recorded_faile
     assert record(seen)["outcome"] == "error" and len(record(seen)["attempts"]) == 3  # three rounds of one attempt
     entry = store.get(record(seen)["idempotency_key"])
     assert entry is not None and entry.status == KeyStatus.FAILED and booking.done == {}
+
+
+def lost_write(name: str = "book_seat"):
+    """A write whose every attempt times out before reaching its service (so ``reconcile`` decides)."""
+
+    def book(seat: str) -> str:
+        """Book a seat."""
+        raise TimeoutError("no answer")
+
+    return tool(name)(book)
+
+
+@pytest.mark.parametrize(
+    ("reconcile", "why"),
+    [
+        (lambda key, args: 1 / 0, "reconcile failed: division by zero"),
+        (lambda key, args: "yes", "reconcile returned 'yes', not a Reconciliation"),
+    ],
+    ids=["raises", "unexpected"],
+)
+def test_a_reconcile_that_fails_is_recorded_not_silent(reconcile, why: str, caplog) -> None:
+    """Issue 12, item 15: a reconcile that raised or answered something else left "unknown" with no trace."""
+    store = MemoryIdempotencyStore()
+    c = call("book_seat", seat="1A")
+    policy = ToolPolicy(side_effect=True, reconcile=reconcile, max_attempts=1, **FAST)
+    agent = build_agent(replay_model(turn(c)), [lost_write()], policies={"book_seat": policy}, idempotency_store=store)
+    with caplog.at_level("WARNING", logger="ironloop.tools.exactly_once"):
+        seen = observations(run(agent))[c["id"]]
+    assert record(seen)["outcome"] == "unknown" and why in record(seen)["reason"]
+    entry = store.get(record(seen)["idempotency_key"])
+    assert entry is not None and entry.status == KeyStatus.UNKNOWN and why in (entry.result or "")
+    assert any(why in message for message in caplog.messages)
+
+
+def test_a_sync_reconcile_runs_off_the_event_loop_and_is_cut_by_the_timeout() -> None:
+    """Issue 12, item 15: a sync reconcile ran on the event loop: a blocking one stalled every call and no timeout
+    could stop it."""
+    threads: list[str] = []
+
+    def slow_reconcile(key: str, args: dict) -> Reconciliation:
+        threads.append(threading.current_thread().name)
+        time.sleep(5)
+        return Reconciliation(Reconciled.NOT_HAPPENED)
+
+    c = call("book_seat", seat="1A")
+    policy = ToolPolicy(side_effect=True, reconcile=slow_reconcile, max_attempts=1, timeout_s=0.3, **FAST)
+    agent = build_agent(replay_model(turn(c)), [lost_write()], policies={"book_seat": policy})
+    started = time.monotonic()
+    seen = observations(run(agent))[c["id"]]
+    assert time.monotonic() - started < 4.5  # the 5 s reconcile was abandoned at its timeout
+    assert record(seen)["outcome"] == "unknown" and "reconcile gave no answer within 0.3 s" in record(seen)["reason"]
+    assert threads and threads[0].startswith("ironloop-tool-")
+
+
+def test_a_snapshot_taken_before_the_first_attempt_is_handed_to_reconcile() -> None:
+    """Issue 12, item 15: a service without idempotency keys; "the seat is Ada's" means the booking happened only
+    if it was not hers before the call."""
+    seats = {"1A": "bob", "2B": "ada"}
+    told: list[object] = []
+
+    @tool
+    def book_seat(seat: str) -> str:
+        """Book a seat for Ada."""
+        seats[seat] = "ada"
+        raise TimeoutError("the answer was lost")
+
+    async def snapshot(key: str, args: dict) -> str:
+        return seats[args["seat"]]
+
+    def reconcile(key: str, args: dict, before: object) -> Reconciliation:
+        told.append(before)
+        if seats[args["seat"]] == "ada" and before != "ada":
+            return Reconciliation(Reconciled.HAPPENED, f"booked {args['seat']}")
+        return Reconciliation(Reconciled.UNKNOWN)  # it was already hers: this call may have done nothing
+
+    c, d = call("book_seat", seat="1A"), call("book_seat", seat="2B")
+    policy = ToolPolicy(side_effect=True, reconcile=reconcile, snapshot=snapshot, max_attempts=1, **FAST)
+    agent = build_agent(replay_model(turn(c, d)), [book_seat], policies={"book_seat": policy})
+    seen = observations(run(agent))
+    assert sorted(told, key=str) == ["ada", "bob"]
+    assert seen[c["id"]].content == "booked 1A" and record(seen[c["id"]])["outcome"] == "ok"
+    assert record(seen[d["id"]])["outcome"] == "unknown"
+
+
+def test_reconcile_waits_the_policys_delay_after_a_timeout() -> None:
+    asked_after: list[float] = []
+    failed_at: list[float] = []
+
+    def book(seat: str) -> str:
+        """Book a seat."""
+        failed_at.append(time.monotonic())
+        raise TimeoutError("no answer")
+
+    def reconcile(key: str, args: dict) -> Reconciliation:
+        asked_after.append(time.monotonic() - failed_at[-1])
+        return Reconciliation(Reconciled.UNKNOWN)
+
+    c = call("book_seat", seat="1A")
+    policy = ToolPolicy(side_effect=True, reconcile=reconcile, reconcile_delay_s=0.5, max_attempts=1, **FAST)
+    agent = build_agent(replay_model(turn(c)), [tool("book_seat")(book)], policies={"book_seat": policy})
+    run(agent)
+    assert len(asked_after) == 1 and asked_after[0] >= 0.5
+
+
+def test_the_reconcile_types_are_public() -> None:
+    import ironloop
+
+    assert ironloop.Reconciled is Reconciled and ironloop.Reconciliation is Reconciliation
+    assert {"Reconcile", "Reconciled", "Reconciliation", "Snapshot"} <= set(ironloop.__all__)
+    assert ironloop.Snapshot is not None and ironloop.Reconcile is not None

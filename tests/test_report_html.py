@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ def cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def seed_history(db: str) -> None:
+def seed_history(db: str, thread: str | None = None) -> None:
     """Two hours of calls: search healthy until 14:00, then two 503s before each success and every fifth call
-    a fallback after four timeouts; calc healthy throughout; two approval decisions on charge_card."""
+    a fallback after four timeouts; calc healthy throughout; two approval decisions on charge_card. All in
+    ``thread`` if given (a shared server database), else spread over eight threads."""
     assert cli(db, "db", "upgrade").returncode == 0
     calls: list[dict[str, Any]] = []
     attempts: list[dict[str, Any]] = []
@@ -43,7 +45,7 @@ def seed_history(db: str) -> None:
             error = {"transient_error": "HTTP 503", "timeout": "no answer"}.get(outcome)
             attempts.append(
                 dict(
-                    thread_id=f"t{n % 7}",
+                    thread_id=thread or f"t{n % 7}",
                     tool_call_id=call_id,
                     tool=tool,
                     attempt=number,
@@ -58,7 +60,7 @@ def seed_history(db: str) -> None:
         total = (started - at).total_seconds() * 1000
         calls.append(
             dict(
-                thread_id=f"t{n % 7}",
+                thread_id=thread or f"t{n % 7}",
                 tool_call_id=call_id,
                 tool=tool,
                 outcome=end,
@@ -81,7 +83,7 @@ def seed_history(db: str) -> None:
     call("charge_card", 1, START + timedelta(minutes=30), [("ok", 80.0)], "ok")
     calls.append(
         dict(
-            thread_id="t9",
+            thread_id=thread or "t9",
             tool_call_id="charge_card-2",
             tool="charge_card",
             outcome="rejected",
@@ -92,7 +94,7 @@ def seed_history(db: str) -> None:
     )
     decisions = [
         dict(
-            thread_id="t1",
+            thread_id=thread or "t1",
             tool="charge_card",
             tool_call_id="charge_card-1",
             decision="approve",
@@ -105,7 +107,7 @@ def seed_history(db: str) -> None:
             decided_at=START + timedelta(minutes=29),
         ),
         dict(
-            thread_id="t9",
+            thread_id=thread or "t9",
             tool="charge_card",
             tool_call_id="charge_card-2",
             decision="reject",
@@ -147,11 +149,13 @@ def shown(value: Any, kind: str) -> str:
 KINDS = {"success_rate": "pct", "transient_rate": "pct", "p50_ms": "ms", "p95_ms": "ms"}
 
 
-def test_report_json_shows_the_tool_that_became_flaky_at_14_00(history: str) -> None:
-    done = cli(history, "report", "--json")
+def test_report_json_shows_the_tool_that_became_flaky_at_14_00(checkpoint_db_url: str) -> None:
+    thread = f"history-{uuid.uuid4().hex[:8]}"  # server databases are shared by the session's tests
+    seed_history(checkpoint_db_url, thread)
+    done = cli(checkpoint_db_url, "report", "--json", "--thread", thread)
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
-    assert document["window"]["since"] is None and document["window"]["until"]
+    assert document["window"]["since"] is None and document["window"]["thread"] == thread
     search = next(row for row in document["tools"] if row["tool"] == "search")
     assert search["calls"] == 120 and search["fallbacks"] == 12 and search["timeouts"] == 48
     assert document["over_time"]["bucket_s"] == 300
@@ -165,11 +169,13 @@ def test_report_json_shows_the_tool_that_became_flaky_at_14_00(history: str) -> 
     assert [c["outcome"] for c in slowest] == ["fallback"] * 10
     assert [a["outcome"] for a in slowest[0]["attempt_list"]] == ["timeout"] * 4
     assert [a["decision"] for a in document["approvals"]] == ["approve", "reject"]
-    since = cli(history, "report", "--json", "--since", FLAKY_FROM.isoformat())
-    assert json.loads(since.stdout)["window"]["since"] == FLAKY_FROM.isoformat()
+    since = json.loads(
+        cli(checkpoint_db_url, "report", "--json", "--thread", thread, "--since", "2026-11-30T14:00Z").stdout
+    )
+    assert since["window"]["since"] == FLAKY_FROM.isoformat()
+    assert next(row for row in since["tools"] if row["tool"] == "search")["calls"] == 60
 
 
-@pytest.mark.skipif(chromium_path() is None, reason="needs Chromium: apt-get install -y chromium")
 def test_html_report_in_a_real_browser_shows_the_json_figures(history: str, tmp_path: Path) -> None:
     page_path = tmp_path / "report.html"
     alone = cli(history, "report", "--html", str(page_path))
@@ -180,6 +186,7 @@ def test_html_report_in_a_real_browser_shows_the_json_figures(history: str, tmp_
     html = page_path.read_text(encoding="utf-8")
     assert "<script" not in html and "http://" not in html and "https://" not in html  # self-contained
 
+    assert chromium_path(), "the HTML report is checked in Chromium: apt-get install -y chromium"
     with headless_page(tmp_path / "profile") as page:
         page.load(page_path.as_uri())
         shot = page.screenshot(Path(os.environ.get("IRONLOOP_SCREENSHOT_DIR", tmp_path)) / "report.png")

@@ -176,4 +176,4 @@ def test_threads_lists_the_holder(engine, checkpoint_db_url: str) -> None:
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     line = next(line for line in listed.stdout.splitlines() if line.startswith(thread))
-    assert "[running: ann's worker since " in line
+    assert "  running: ann's worker since " in line  # the detail column

@@ -128,6 +128,11 @@ class RateLimitTimeoutError(TransientToolError):
     """No rate-limit slot freed up before the call's deadline (`tools.rate_limit`)."""
 
 
+class ToolAbortedError(PermanentToolError):
+    """The tool raised ``KeyboardInterrupt``, ``SystemExit`` or ``GeneratorExit`` itself (`tools.containment`):
+    that call failed; the run goes on."""
+
+
 class CircuitOpenError(PermanentToolError):
     """The tool's circuit is open: the call was not sent (a retry now would fail the same way; `tools.circuit`)."""
 

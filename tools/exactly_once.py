@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ironloop.tools import observations
-from ironloop.tools.errors import describe, is_transient, surely_not_applied
+from ironloop.tools.errors import PermanentToolError, describe, is_transient, surely_not_applied
 from ironloop.tools.idempotency import (
     IdempotencyStore,
     KeyEntry,
@@ -39,17 +41,25 @@ from ironloop.tools.idempotency import (
 from ironloop.tools.policy import ToolPolicy
 from ironloop.tools.records import Attempt, AttemptOutcome, CallOutcome, CallRecord
 from ironloop.tools.steps import CallContext, Result, Step
+from ironloop.tools.threads import ToolThreads
 from langchain_core.messages import ToolMessage
 from langgraph.errors import GraphBubbleUp
 
 RECONCILE_TIMEOUT_S = 30.0
+"""How long a ``reconcile`` (or ``snapshot``) may take under a policy without ``timeout_s``."""
+
+logger = logging.getLogger(__name__)
 
 
 class ExactlyOnce:
-    """The layer of a ``side_effect`` call: it wraps the attempt loop it is handed with the ledger (1-5 above)."""
+    """The layer of a ``side_effect`` call: it wraps the attempt loop it is handed with the ledger (1-5 above).
 
-    def __init__(self, store: IdempotencyStore):
+    ``threads`` runs a sync ``reconcile`` or ``snapshot`` like a sync tool: on a tool thread, abandoned at the
+    timeout, never blocking the event loop."""
+
+    def __init__(self, store: IdempotencyStore, threads: ToolThreads | None = None):
         self.store = store
+        self.threads = threads or ToolThreads()
 
     async def __call__(self, call: CallContext, proceed: Step) -> Result:
         record, policy, tool_call = call.record, call.policy, call.tool_call
@@ -66,10 +76,21 @@ class ExactlyOnce:
         rounds = 0
         deadline_at = policy.deadline_from_now()
         unknown = not entry.fresh  # begun by an earlier attempt or process that did not record an end
+        if unknown:
+            before = _loaded(entry.result)
+        else:
+            try:
+                before = await self._snapshot(policy, key, tool_call["args"])
+            except Exception as error:  # without the state before, an unknown outcome could not be settled
+                failure = observations.failed(tool_call, policy, record, _SnapshotFailed(describe(error)))
+                await asyncio.to_thread(self.store.finish, key, KeyStatus.FAILED, str(failure.content))
+                return failure
         with using_idempotency_key(key):
             while True:
                 if unknown:
-                    settled = await self._settle(tool_call, policy, record, key)
+                    if rounds and policy.reconcile is not None and policy.reconcile_delay_s:
+                        await asyncio.sleep(_cut(policy.reconcile_delay_s, deadline_at))  # let a late write land
+                    settled = await self._settle(tool_call, policy, record, key, before)
                     if settled is not None:
                         if record.attempts and record.attempts[-1].replayed:
                             call.events.answered_from_ledger(record)
@@ -133,13 +154,17 @@ class ExactlyOnce:
         return observations.observation(call, observations.interrupted_unknown(record.tool, key), error=True)
 
     async def _settle(
-        self, call: Mapping[str, Any], policy: ToolPolicy, record: CallRecord, key: str
+        self, call: Mapping[str, Any], policy: ToolPolicy, record: CallRecord, key: str, before: Any = None
     ) -> ToolMessage | None:
         """For an outcome that is unknown: the observation to give, or ``None`` if it is safe to run again."""
         if policy.honours_idempotency_key:
             return None
         if policy.reconcile is not None:
-            answer = await self._reconcile(policy, key, call["args"])
+            answer, problem = await self._reconcile(policy, key, call["args"], before)
+            if problem is not None:
+                logger.warning("%s (idempotency key %s): reconcile %s; outcome unknown", record.tool, key, problem)
+                why = record.reason or "it was interrupted after it may have been sent"
+                return await self._unknown(record, key, f"{why}; reconcile {problem}")
             if answer.verdict is Reconciled.HAPPENED:
                 result = answer.result or observations.confirmed_done(record.tool)
                 await asyncio.to_thread(self.store.finish, key, KeyStatus.COMPLETED, result)
@@ -150,16 +175,38 @@ class ExactlyOnce:
                 return None
         return await self._unknown(record, key, record.reason or "it was interrupted after it may have been sent")
 
-    async def _reconcile(self, policy: ToolPolicy, key: str, args: dict[str, Any]) -> Reconciliation:
+    async def _reconcile(
+        self, policy: ToolPolicy, key: str, args: dict[str, Any], before: Any
+    ) -> tuple[Reconciliation, str | None]:
+        """The service's answer, and why it teaches nothing when it does not (``None`` when it is an answer)."""
         assert policy.reconcile is not None
+        arguments = (key, args, before) if policy.snapshot is not None else (key, args)
         try:
-            async with asyncio.timeout(RECONCILE_TIMEOUT_S):
-                answer = policy.reconcile(key, args)
-                if inspect.isawaitable(answer):
-                    answer = await answer
-        except Exception:  # a reconcile that fails teaches nothing: the outcome stays unknown
-            return Reconciliation(Reconciled.UNKNOWN)
-        return answer if isinstance(answer, Reconciliation) else Reconciliation(Reconciled.UNKNOWN)
+            answer = await self._hook(policy, policy.reconcile, *arguments)
+        except TimeoutError:
+            return Reconciliation(Reconciled.UNKNOWN), f"gave no answer within {_hook_timeout(policy):g} s"
+        except Exception as error:
+            return Reconciliation(Reconciled.UNKNOWN), f"failed: {describe(error)}"
+        if not isinstance(answer, Reconciliation):
+            return Reconciliation(Reconciled.UNKNOWN), f"returned {answer!r:.80}, not a Reconciliation"
+        return answer, None
+
+    async def _snapshot(self, policy: ToolPolicy, key: str, args: dict[str, Any]) -> Any:
+        """What the policy's ``snapshot`` records before the first attempt, kept in the ledger (``None``: none)."""
+        if policy.snapshot is None:
+            return None
+        before = await self._hook(policy, policy.snapshot, key, args)
+        await asyncio.to_thread(self.store.finish, key, KeyStatus.STARTED, json.dumps(before))
+        return before
+
+    async def _hook(self, policy: ToolPolicy, hook: Callable[..., Any], *args: Any) -> Any:
+        """Run a policy's hook like a tool: a coroutine on the loop, a sync function on a tool thread; cut at the
+        timeout."""
+        async with asyncio.timeout(_hook_timeout(policy)):
+            if inspect.iscoroutinefunction(hook):
+                return await hook(*args)
+            answer = await self.threads.run(hook, *args)
+            return await answer if inspect.isawaitable(answer) else answer
 
     @staticmethod
     def _next_round(
@@ -216,6 +263,27 @@ class Doubt:
     def retry_if(self, error: BaseException) -> bool:
         self.observe(error)
         return self.policy.should_retry(error) and (self.policy.honours_idempotency_key or surely_not_applied(error))
+
+
+class _SnapshotFailed(PermanentToolError):
+    def __init__(self, why: str):
+        super().__init__(f"the state before the call could not be read ({why}); nothing was attempted")
+
+
+def _loaded(text: str | None) -> Any:
+    """The snapshot a *started* entry keeps (``None`` if none, or not readable)."""
+    try:
+        return json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _hook_timeout(policy: ToolPolicy) -> float:
+    return policy.timeout_s if policy.timeout_s is not None else RECONCILE_TIMEOUT_S
+
+
+def _cut(delay: float, deadline_at: float | None) -> float:
+    return delay if deadline_at is None else max(0.0, min(delay, deadline_at - time.monotonic()))
 
 
 def _bookkeeping(number: int, *, replayed: bool) -> Attempt:

@@ -67,7 +67,8 @@ class KeyEntry:
     thread_id: str | None = None
     checkpoint_ns: str = ""
     result: str | None = None
-    """The observation content recorded when the call completed (or failed)."""
+    """The observation content recorded when the call completed (or failed); while it is *started*, what the
+    policy's ``snapshot`` recorded before the first attempt (JSON), if it has one."""
     fresh: bool = False
     """True when `IdempotencyStore.begin` created this entry just now (nothing was attempted before)."""
 
@@ -122,5 +123,13 @@ class Reconciliation:
     """When it happened: the result to give the model (e.g. the charge the service recorded)."""
 
 
-Reconcile = Callable[[str, dict[str, Any]], Awaitable[Reconciliation] | Reconciliation]
-"""``reconcile(idempotency_key, args)``: ask the service whether the action happened."""
+Reconcile = Callable[..., Awaitable[Reconciliation] | Reconciliation]
+"""``reconcile(idempotency_key, args)``: ask the service whether the action happened; with a policy's
+``snapshot``, ``reconcile(idempotency_key, args, before)``, ``before`` being what the snapshot recorded before the
+first attempt (``None`` if it could not be kept). Sync or async; a sync one runs on a tool thread. It must return a
+`Reconciliation`; anything else, or an exception, leaves the outcome unknown, and the record says why."""
+
+Snapshot = Callable[[str, dict[str, Any]], Awaitable[Any] | Any]
+"""``snapshot(idempotency_key, args)``: the state the call is about to change, read before its first attempt (a
+JSON value: it is kept in the ledger, so a resumed call has it too). For a service that knows nothing of
+idempotency keys, it lets ``reconcile`` tell "it happened" from "it was already so"."""

@@ -19,7 +19,7 @@ from typing import Any, Self
 from ironloop.tools.approval import APPROVAL_MODES, ApprovalMode
 from ironloop.tools.circuit import CircuitBreaker
 from ironloop.tools.errors import is_transient
-from ironloop.tools.idempotency import Reconcile
+from ironloop.tools.idempotency import Reconcile, Snapshot
 from ironloop.tools.rate_limit import RateLimit
 from ironloop.tools.sentinels import NO_FALLBACK
 from ironloop.tools.strategies import stop_before_deadline, wait_exponential_jittered, wait_retry_after
@@ -164,7 +164,19 @@ class ToolPolicy(CallPolicy):
 
     reconcile: Reconcile | None = None
     """With ``side_effect``: ``reconcile(idempotency_key, args)`` asks the service whether an attempt whose
-    outcome is unknown happened (`tools.idempotency.Reconciliation`)."""
+    outcome is unknown happened (`tools.idempotency.Reconciliation`). Sync or async (a sync one runs on a tool
+    thread); cut after ``timeout_s`` (30 s if ``None``). An exception or an answer that is not a
+    ``Reconciliation`` leaves the outcome unknown, and is logged and recorded as the reason."""
+
+    snapshot: Snapshot | None = None
+    """With ``reconcile``: ``snapshot(idempotency_key, args)`` runs once before the first attempt; what it returns
+    (a JSON value, kept in the ledger) is handed to ``reconcile`` as a third argument, ``before``. For a service
+    without idempotency keys: "the seat is mine now" means the booking happened only if it was not mine before."""
+
+    reconcile_delay_s: float = 0.0
+    """With ``reconcile``: wait this long after an attempt that timed out or lost its answer before asking: the
+    service may still be processing the request, and would answer "not happened" for a write about to land. Within
+    ``deadline_s``: a delay past it is cut."""
 
     reconcile_rounds: int | None = None
     """With ``reconcile``: the most rounds of attempts one call makes when ``reconcile`` keeps answering that an
@@ -212,6 +224,10 @@ class ToolPolicy(CallPolicy):
         if isinstance(self.credentials, str) or not all(isinstance(n, str) and n for n in self.credentials):
             raise TypeError(f"credentials is a tuple of names, e.g. ('api_key',); got {self.credentials!r}")
         object.__setattr__(self, "credentials", tuple(self.credentials))
+        if (self.snapshot is not None or self.reconcile_delay_s) and self.reconcile is None:
+            raise ValueError("snapshot and reconcile_delay_s only apply with reconcile")
+        if self.reconcile_delay_s < 0:
+            raise ValueError(f"reconcile_delay_s must be >= 0, got {self.reconcile_delay_s}")
         if self.reconcile_rounds is not None and self.reconcile_rounds < 1:
             raise ValueError(f"reconcile_rounds must be at least 1 or None, got {self.reconcile_rounds}")
         if (self.honours_idempotency_key or self.reconcile is not None) and not self.side_effect:

@@ -54,6 +54,7 @@ from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
 from ironloop.tools.records import CallListener, CallOutcome, CallRecord
 from ironloop.tools.sentinels import DEFAULT, Default
 from ironloop.tools.steps import CallContext, Execute, Layer, Result, chain
+from ironloop.tools.threads import ToolThreads
 from ironloop.tools.untrusted import UntrustedOutput, delimit
 from ironloop.tools.validation import Rejection
 from langchain_core.messages import ToolMessage
@@ -69,8 +70,9 @@ class ToolCallRunner:
 
     ``credentials``: the tools' secrets; omitted, they are loaded from the environment and ``ironloop.toml`` when
     a tool granted some is first called; ``None``: there are none. ``idempotency_store``: the ledger of side
-    effects; omitted, one in process memory. ``max_in_flight``: calls run at once per event loop, the rest
-    queued (`tools.admission`); ``None``: no cap.
+    effects; omitted, one in process memory. ``threads``: where sync ``reconcile``/``snapshot`` hooks run (the sync
+    tools' threads; omitted, threads of the runner's own). ``max_in_flight``: calls run at once per event loop,
+    the rest queued (`tools.admission`); ``None``: no cap.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class ToolCallRunner:
         credential_needs: Mapping[str, Mapping[str, bool]] | None = None,
         check_args: ArgsCheck | None = None,
         args_schemas: Mapping[str, dict[str, Any]] | None = None,
+        threads: ToolThreads | None = None,
         max_in_flight: int | None = None,
     ):
         self.policies = dict(policies or {})
@@ -97,7 +100,7 @@ class ToolCallRunner:
         store = MemoryIdempotencyStore() if idempotency_store is DEFAULT else idempotency_store
         needs = {tool: dict(names) for tool, names in (credential_needs or {}).items() if names}
         self.grants = CredentialGrants(needs, _credentials_source(credentials, needs))
-        self.exactly_once = ExactlyOnce(store)
+        self.exactly_once = ExactlyOnce(store, threads)
 
         attempt = chain(
             [RecordAttempt(), CircuitGuard(), ErrorReport(), RateLimitSlot(), Timeout(sync_tools), Hedge()],
