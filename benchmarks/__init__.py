@@ -14,4 +14,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ironloop.benchmarks' has no attribute {name!r}")
 
 
-BENCHMARKS = ("checkpoint", "crash", "chaos", "scale", "mcp_sessions", "otel_overhead")
+BENCHMARKS = ("checkpoint", "crash", "chaos", "scale", "mcp_sessions", "otel_overhead", "overhead")

@@ -19,9 +19,10 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_type_hints
 
+from ironloop.graph.inline import Inline
 from ironloop.graph.loop_guard import DEFAULT_LOOP_LIMIT
 from ironloop.graph.model_call import DEFAULT_MODEL_POLICY, ModelCaller, ModelPolicy, model_name
-from ironloop.graph.nodes import ReActLoop
+from ironloop.graph.nodes import DEFAULT_MAX_CALLS_PER_TURN, ReActLoop
 from ironloop.graph.repair import OrphanRepair
 from ironloop.graph.state import AgentState, InputState
 from ironloop.graph.structured import StructuredAnswer, with_structured_response
@@ -67,6 +68,7 @@ def build_agent(
     model_policy: ModelPolicy = DEFAULT_MODEL_POLICY,
     fallback_models: Sequence[BaseChatModel | str] = (),
     loop_limit: int = DEFAULT_LOOP_LIMIT,
+    max_calls_per_turn: int | None = DEFAULT_MAX_CALLS_PER_TURN,
     max_result_chars: int | None = DEFAULT_MAX_RESULT_CHARS,
     idempotency_store: IdempotencyStore | Default = DEFAULT,
     task_budget: TaskBudget | None = DEFAULT_TASK_BUDGET,
@@ -86,9 +88,11 @@ def build_agent(
     functions with type hints and a docstring; ``policies`` maps a tool name to its `ToolPolicy`
     (``default_policy``, `DEFAULT_POLICY` unless given, covers the rest). ``max_turns`` caps model calls per user
     message; when it is spent the run ends with an answer that says so. ``max_concurrency`` caps the calls (and
-    sync-tool threads) that run at once. The model is called under ``model_policy`` (`DEFAULT_MODEL_POLICY`
+    sync-tool threads) that run at once in the process; the others wait in line, their timeouts not yet started
+    (`tools.admission`). The model is called under ``model_policy`` (`DEFAULT_MODEL_POLICY`
     unless given), then each of ``fallback_models`` in turn. A call identical to ``loop_limit`` earlier ones is
-    refused; results longer than ``max_result_chars`` are cut.
+    refused; results longer than ``max_result_chars`` are cut. A turn runs at most ``max_calls_per_turn`` calls;
+    the rest are answered "not run: too many calls in one turn".
 
     Side-effect tools record their calls in ``idempotency_store``; omitted, it is the checkpoint database when
     the checkpointer is a `checkpoints.SQLAlchemySaver` (durable across crashes), else process memory.
@@ -108,9 +112,10 @@ def build_agent(
     LangChain's ``AgentMiddleware`` is not taken: to combine it with ironloop's runtime, use ``create_agent``
     with `graph.middleware.IronloopToolMiddleware`.
 
-    ``None`` always means "none" or "off" (``telemetry`` aside): no checkpointer, no system prompt, no cap on
-    results (``max_result_chars``), no task budget, no credentials. Arguments for which "none" means nothing (the
-    policies, the ledger) do not take ``None``; leave them out for their default.
+    ``None`` always means "none" or "off" (``telemetry`` aside): no checkpointer, no system prompt, no cap on results
+    (``max_result_chars``) or on calls per turn (``max_calls_per_turn``), no task budget, no credentials.
+    Arguments for which "none" means nothing (the policies, the ledger) do not take ``None``; leave them out for
+    their default.
     """
     for argument, value in (
         ("default_policy", default_policy),
@@ -123,6 +128,8 @@ def build_agent(
         raise ValueError(f"max_turns must be at least 1, got {max_turns}")
     if loop_limit < 1:
         raise ValueError(f"loop_limit must be at least 1, got {loop_limit}")
+    if max_calls_per_turn is not None and max_calls_per_turn < 1:
+        raise ValueError(f"max_calls_per_turn must be at least 1, got {max_calls_per_turn}")
     state: type = AgentState if state_schema is None else checked_state(state_schema)
     models = [chat_model(m) for m in (model, *fallback_models)]
     if idempotency_store is DEFAULT:
@@ -141,6 +148,7 @@ def build_agent(
         max_concurrency=max_concurrency,
         approval_format=approval_format,
         state_schema=state,
+        max_in_flight=max_concurrency,
     )
     catalog = runner.catalog
     observed = None
@@ -167,6 +175,7 @@ def build_agent(
         loop_limit=loop_limit,
         system_prompt=system_prompt,
         budgets=budgets,
+        max_calls_per_turn=max_calls_per_turn,
     )
 
     answer = StructuredAnswer(models[0], response_format, model_policy, system_prompt) if response_format else None
@@ -176,20 +185,21 @@ def build_agent(
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(state, input_schema=inputs, context_schema=context_schema)
     builder.add_node("model", loop.call_model_node())
     builder.add_node("tools", tool_node)
-    builder.add_node("reject", loop.reject_call)
-    builder.add_node("finish", loop.finish_out_of_budget)
-    repair = OrphanRepair(runner)
+    builder.add_node("reject", Inline(loop.reject_call))
+    builder.add_node("finish", Inline(loop.finish_out_of_budget))
+    repair = OrphanRepair(runner)  # may ask the SQL ledger: left on LangGraph's executor
     builder.add_node("repair", repair)
-    builder.add_conditional_edges(START, repair.route, ["repair", "model"])
+    builder.add_conditional_edges(
+        START, Inline(lambda state, _: repair.route(state), name="route_start"), ["repair", "model"]
+    )
     builder.add_edge("repair", "model")
     if answer is None:
-        builder.add_conditional_edges("model", loop.route_model_output, ["tools", "reject", "finish", END])
+        builder.add_conditional_edges("model", Inline(loop.route_model_output), ["tools", "reject", "finish", END])
     else:
         builder.add_node("respond", answer.node())
         builder.add_edge("respond", END)
-        builder.add_conditional_edges(
-            "model", answer.routed(loop.route_model_output), ["tools", "reject", "finish", "respond"]
-        )
+        routed = Inline(answer.routed(loop.route_model_output), name="route_model_output")
+        builder.add_conditional_edges("model", routed, ["tools", "reject", "finish", "respond"])
     builder.add_edge("tools", "model")
     builder.add_edge("reject", "model")
     builder.add_edge("finish", END)

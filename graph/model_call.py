@@ -14,7 +14,7 @@ import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ironloop.tools.errors import ModelUnavailableError, describe, error_class
 from ironloop.tools.policy import CallPolicy
@@ -91,17 +91,27 @@ class ModelCaller:
         failures: list[str] = []
         for index, (name, model) in enumerate(self.models):
             deadline_at = self.policy.deadline_from_now()
+            span = self.observer.start(index, config) if self.observer is not None else None
+            first_error: Exception | None = None
+            if index == 0:  # the primary's first attempt runs outside tenacity: it usually answers
+                try:
+                    message = await self._attempt(model, messages, config, deadline_at, 0)
+                except Exception as error:
+                    first_error = error
+                else:
+                    return self._answered(message, {"attempt_number": 1}, span)
             retrying = self.policy.retrying(deadline_at=deadline_at, rng=self.rng).copy(
                 before_sleep=self._announcer(name)
             )
-            span = self.observer.start(index, config) if self.observer is not None else None
-            timed_out = 0
+            timed_out = int(isinstance(first_error, TimeoutError))
             try:
                 async for attempt in retrying:
                     with attempt:
+                        if first_error is not None:  # tenacity takes it as attempt 1's outcome
+                            replayed, first_error = first_error, None
+                            raise replayed
                         try:
-                            async with asyncio.timeout(self.policy.attempt_timeout(deadline_at, timed_out)):
-                                message = await model.ainvoke(messages, config)
+                            message = await self._attempt(model, messages, config, deadline_at, timed_out)
                         except TimeoutError:
                             timed_out += 1
                             raise
@@ -110,6 +120,18 @@ class ModelCaller:
             else:
                 return self._answered(message, retrying.statistics, span)
         raise ModelUnavailableError(self._summary(failures))
+
+    async def _attempt(
+        self,
+        model: Runnable,
+        messages: list[AnyMessage],
+        config: RunnableConfig,
+        deadline_at: float | None,
+        timed_out: int,
+    ) -> AIMessage:
+        async with asyncio.timeout(self.policy.attempt_timeout(deadline_at, timed_out)):
+            message = await model.ainvoke(messages, config)
+        return cast(AIMessage, message)  # or the structured answer of `graph.structured`
 
     def _announcer(self, name: str) -> Any:
         def before_sleep(state: RetryCallState) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, cast
 
+from ironloop.graph.inline import Inline
 from ironloop.graph.loop_guard import refuse_repeats
 from ironloop.graph.model_call import ModelCaller
 from ironloop.graph.state import AgentState, current_run, turns_taken
@@ -18,11 +19,13 @@ from ironloop.tools.storable import storable_turn
 from ironloop.tools.untrusted import tainted_by
 from ironloop.tools.validation import Rejection, ToolCatalog
 from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolMessage
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END
-from langgraph.prebuilt.tool_node import ToolCallWithContext
 from langgraph.types import Send
+
+DEFAULT_MAX_CALLS_PER_TURN = 128
+"""Tool calls one model turn may dispatch; the rest are answered "not run" (`ReActLoop.route_model_output`)."""
 
 STEPS_PER_TURN = 2
 """Supersteps one ReAct turn takes (model, then tools), for staying inside LangGraph's recursion limit."""
@@ -41,6 +44,7 @@ class ReActLoop:
         loop_limit: int,
         system_prompt: str | None,
         budgets: Budgets | None = None,
+        max_calls_per_turn: int | None = DEFAULT_MAX_CALLS_PER_TURN,
     ):
         self.caller = caller
         self.catalog = catalog
@@ -49,9 +53,10 @@ class ReActLoop:
         self.loop_limit = loop_limit
         self.system_prompt = system_prompt
         self.budgets = budgets
+        self.max_calls_per_turn = max_calls_per_turn
 
-    def call_model_node(self) -> RunnableLambda:
-        return RunnableLambda(self.call_model, afunc=self.acall_model, name="model")
+    def call_model_node(self) -> Inline:
+        return Inline(self.call_model, self.acall_model, name="model")
 
     def _prompt(self, state: AgentState) -> list[AnyMessage]:
         messages = list(state["messages"])
@@ -78,7 +83,12 @@ class ReActLoop:
     def route_model_output(
         self, state: AgentState, config: RunnableConfig
     ) -> Literal["finish", "__end__"] | list[Send]:
-        """Dispatch each of the model's calls on its own, or end the run."""
+        """Dispatch each of the model's calls on its own, or end the run.
+
+        Each ``Send`` carries its tool call alone (``ToolNode`` reads the state when the task runs), so what is
+        checkpointed per call does not grow with the conversation or with the number of calls in the turn.
+        Calls past ``max_calls_per_turn`` are answered "not run" instead of dispatched.
+        """
         last = state["messages"][-1]
         if not isinstance(last, AIMessage) or not (last.tool_calls or last.invalid_tool_calls):
             return cast(Literal["__end__"], END)
@@ -87,10 +97,11 @@ class ReActLoop:
         dispatch, rejected = self.catalog.split(last)
         dispatch, repeats = refuse_repeats(state["messages"], dispatch, self.loop_limit)
         rejected += repeats
-        sends = [
-            Send("tools", ToolCallWithContext(__type="tool_call_with_context", tool_call=call, state=state))
-            for call in dispatch
-        ]
+        if self.max_calls_per_turn is not None and len(dispatch) > self.max_calls_per_turn:
+            dispatch, excess = dispatch[: self.max_calls_per_turn], dispatch[self.max_calls_per_turn :]
+            note = too_many_calls(len(dispatch) + len(excess), self.max_calls_per_turn)
+            rejected += [Rejection(c["id"] or "", c["name"], note) for c in excess]
+        sends = [Send("tools", [call]) for call in dispatch]
         sends += [Send("reject", rejection) for rejection in rejected]
         return sends
 
@@ -134,3 +145,11 @@ class ReActLoop:
             ],
             "untrusted_sources": tainted_by(answers),
         }
+
+
+def too_many_calls(asked: int, cap: int) -> str:
+    """The observation of a call past the turn's cap."""
+    return (
+        f"Not run: too many calls in one turn ({asked} asked; at most {cap} run per turn). Ask again for what is "
+        "still needed, in smaller turns."
+    )

@@ -8,8 +8,9 @@ its own stack of layers (`tools.steps.chain`), outermost first:
     CircuitGuard    fails fast while the tool's circuit is open; counts the service's faults
     ErrorReport     a tool's own error answer fails the attempt when the policy's ``retry_on`` wants it retried
     RateLimitSlot   waits (within the deadline) for a slot of the tool's rate limit
-    Timeout         stops waiting after the policy's timeout (grown after timed-out attempts); progress the
-                    tool reports (`progress_made`) restarts it, when the policy says so
+    Timeout         stops waiting after the policy's timeout (grown after timed-out attempts) on the call's own
+                    clock (`tools.loop_clock`); progress the tool reports (`progress_made`) restarts it, when
+                    the policy says so
     Hedge           races a second try when the first is slow (reads only)
     run_tool        the tool itself: ``ToolNode``'s execute
 """
@@ -36,6 +37,7 @@ from ironloop.tools.errors import (
     retry_after_of,
 )
 from ironloop.tools.hedging import race_with_hedge
+from ironloop.tools.loop_clock import Stopwatch, stopwatch
 from ironloop.tools.policy import ToolPolicy
 from ironloop.tools.rate_limit import RateLimit, RateLimiter
 from ironloop.tools.records import Attempt, AttemptOutcome
@@ -201,54 +203,73 @@ def progress_made() -> None:
 
 
 class Timeout:
-    """Stops waiting for the attempt after the policy's timeout, cut to the deadline. An async tool is cancelled;
-    a sync one (``sync_tools``) is abandoned in its thread. With ``progress_resets_timeout``, each
+    """Stops waiting for the attempt after the policy's timeout on the call's own clock (`tools.loop_clock`: time
+    the event loop spent on other work does not count), and at the deadline by the wall clock. An async tool is
+    cancelled; a sync one (``sync_tools``) is abandoned in its thread. With ``progress_resets_timeout``, each
     `progress_made` restarts the timeout, within the deadline."""
 
     def __init__(self, sync_tools: Iterable[str] = ()):
         self.sync_tools = frozenset(sync_tools)
 
     async def __call__(self, context: AttemptContext, proceed: AttemptStep) -> Result:
-        timeout = context.call.policy.attempt_timeout(context.deadline_at, context.timed_out_before)
+        policy = context.call.policy
+        shown = policy.attempt_timeout(context.deadline_at, context.timed_out_before)
+        if shown is None:
+            return await proceed(context)
+        timeout = policy.attempt_timeout(None, context.timed_out_before)
         started = time.monotonic()
+        watch = stopwatch()
         try:
-            async with asyncio.timeout(timeout) as scope:
-                if timeout is None or not context.call.policy.progress_resets_timeout:
-                    return await proceed(context)
-                token = _progress_clock.set(_restarter(scope, timeout, context.deadline_at))
+            async with asyncio.timeout(None) as scope:
+                expiry = _Expiry(scope, watch, timeout, context.deadline_at)
+                token = _progress_clock.set(watch.restart if policy.progress_resets_timeout else None)
                 try:
                     return await proceed(context)
                 finally:
                     _progress_clock.reset(token)
+                    expiry.cancel()
         except TimeoutError as exc:
             if not scope.expired():
                 raise  # the tool's own timeout
             context.attempt.abandoned_thread = context.call.name in self.sync_tools
             context.attempt.outcome = AttemptOutcome.TIMEOUT
-            restarts = context.call.policy.progress_resets_timeout  # then a longer wait is the progress, not load
-            raise ToolTimeoutError(_timeout_text(timeout, 0.0 if restarts else time.monotonic() - started)) from exc
+            restarts = policy.progress_resets_timeout  # then a longer wait is the progress, not load
+            raise ToolTimeoutError(_timeout_text(shown, 0.0 if restarts else time.monotonic() - started)) from exc
+        finally:
+            watch.stop()
 
 
 def _timeout_text(timeout: float | None, waited_s: float) -> str:
-    """What the timeout was, and why the attempt took longer when it did (the loop fired the timer late)."""
+    """What the timeout was, and why the attempt took longer when it did (the event loop was busy elsewhere:
+    that time is not counted against the timeout, `tools.loop_clock`)."""
     text = f"no answer within the attempt timeout of {timeout or 0:.3g} s"
     if timeout and waited_s > timeout * 1.5:
         text += f" (stopped after {waited_s:.3g} s: the event loop was busy)"
     return text
 
 
-def _restarter(scope: asyncio.Timeout, timeout: float, deadline_at: float | None) -> Callable[[], None]:
-    """Moves ``scope``'s expiry to ``timeout`` from now, never past the deadline (a monotonic instant)."""
-    loop = asyncio.get_running_loop()
+class _Expiry:
+    """Expires ``scope`` once ``watch`` reads ``timeout`` (own clock) or the wall clock reaches ``deadline_at``."""
 
-    def restart() -> None:
-        when = loop.time() + timeout
-        if deadline_at is not None:
-            when = min(when, loop.time() + max(0.0, deadline_at - time.monotonic()))
-        if not scope.expired():
-            scope.reschedule(when)
+    def __init__(self, scope: asyncio.Timeout, watch: Stopwatch, timeout: float | None, deadline_at: float | None):
+        self.scope, self.watch, self.timeout, self.deadline_at = scope, watch, timeout, deadline_at
+        self.loop = asyncio.get_running_loop()
+        self.handle: asyncio.TimerHandle | None = None
+        self._check()
 
-    return restart
+    def _check(self) -> None:
+        left = self.timeout - self.watch.elapsed() if self.timeout is not None else float("inf")
+        if self.deadline_at is not None:
+            left = min(left, self.deadline_at - time.monotonic())
+        if left <= 0:
+            self.handle = None
+            self.scope.reschedule(self.loop.time())
+        else:
+            self.handle = self.loop.call_later(left, self._check)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 class Hedge:
@@ -281,6 +302,26 @@ class AttemptLoop:
         deadline_at = policy.deadline_from_now()
         if budget is not None and budget.deadline_at is not None:
             deadline_at = budget.deadline_at if deadline_at is None else min(deadline_at, budget.deadline_at)
+        try:
+            # The first attempt runs outside tenacity: most calls answer at once, and building the retry
+            # controller costs more than the call's own runtime. A failure hands over to the controller.
+            try:
+                result = await self.attempt(AttemptContext(call, self._new_attempt(call), deadline_at))
+            except Exception as error:
+                result = await self._retry(call, deadline_at, error)
+        except BaseException:
+            if record.attempts:
+                call.events.announce_attempt(record, record.attempts[-1])
+            raise
+        finally:
+            record.ms += (time.monotonic() - started) * 1000
+        call.events.announce_attempt(record, record.attempts[-1])
+        return result
+
+    async def _retry(self, call: CallContext, deadline_at: float | None, first_error: Exception) -> Result:
+        """Attempts after a failed first one, under the policy's tenacity controller (which starts by taking
+        ``first_error`` as attempt 1's outcome)."""
+        record, budget = call.record, call.budget
 
         def before_sleep(state: RetryCallState) -> None:
             last = record.attempts[-1]
@@ -289,23 +330,19 @@ class AttemptLoop:
                 last.retry_after_s = retry_after_of(error)
             call.events.announce_attempt(record, last)
 
-        retrying = policy.retrying(
+        retrying = call.policy.retrying(
             deadline_at=deadline_at,
             rng=self.rng,
             also_stop=stop_when_budget_spent(budget) if budget is not None else None,  # put last: it spends
             retry_if=call.retry_if,
         ).copy(before_sleep=before_sleep)
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    result = await self.attempt(AttemptContext(call, self._new_attempt(call), deadline_at))
-        except BaseException:
-            if record.attempts:
-                call.events.announce_attempt(record, record.attempts[-1])
-            raise
-        finally:
-            record.ms += (time.monotonic() - started) * 1000
-        call.events.announce_attempt(record, record.attempts[-1])
+        replay: Exception | None = first_error
+        async for attempt in retrying:
+            with attempt:
+                if replay is not None:
+                    replayed, replay = replay, None
+                    raise replayed
+                result = await self.attempt(AttemptContext(call, self._new_attempt(call), deadline_at))
         return result
 
     @staticmethod

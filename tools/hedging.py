@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from ironloop.tools.loop_clock import stopwatch
+
 T = TypeVar("T")
 
 FIRST, HEDGE = "first", "hedge"
@@ -33,15 +35,21 @@ async def race_with_hedge(
     leaves 2.25 % of attempts to time out, two leave 0.34 %.
     """
     tries: list[asyncio.Future[T]] = [asyncio.ensure_future(start())]
+    watch = stopwatch()  # the hedge delay runs on the call's own clock, like the timeout (`tools.loop_clock`)
     try:
         while True:
-            waiting = hedge_after_s if len(tries) <= hedges else None
-            done, _ = await asyncio.wait(tries, timeout=waiting, return_when=asyncio.FIRST_COMPLETED)
+            waiting = hedge_after_s - watch.elapsed() if len(tries) <= hedges else None
+            done, _ = await asyncio.wait(
+                tries, timeout=None if waiting is None else max(0.0, waiting), return_when=asyncio.FIRST_COMPLETED
+            )
             if done:
                 winner = next(task for task in tries if task in done)
                 return winner.result(), None if len(tries) == 1 else try_label(tries.index(winner))
-            tries.append(asyncio.ensure_future(start()))
+            if watch.elapsed() >= hedge_after_s:
+                tries.append(asyncio.ensure_future(start()))
+                watch.restart()
     finally:  # also when the attempt's timeout cancels the race: no try is left running or unobserved
+        watch.stop()
         for task in tries:
             if task.done():
                 _consume(task)

@@ -6,7 +6,7 @@ custom stream (one event per attempt and one per call), and to any `CallListener
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -57,12 +57,20 @@ class Attempt:
     """When a hedge was sent: which try answered first (``first``, ``hedge``, ``hedge 2``...)."""
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The fields that are set (every value is a scalar, so no deep copy is needed)."""
+        data: dict[str, Any] = {}
+        for name in _ATTEMPT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value is not False:
+                data[name] = value
         data["outcome"] = str(self.outcome)
         data["ms"] = round(self.ms, 3)
         if self.rate_limited_ms is not None:
             data["rate_limited_ms"] = round(self.rate_limited_ms, 3)
-        return {k: v for k, v in data.items() if v is not None and v is not False}
+        return data
+
+
+_ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
 
 
 @dataclass(slots=True)
@@ -76,6 +84,8 @@ class CallRecord:
     reason: str | None = None
     """Why the call did not end ``ok``, in words the model can act on."""
     ms: float = 0.0
+    queued_ms: float = 0.0
+    """Time the call waited for admission (`tools.admission`) before its first attempt."""
     idempotency_key: str | None = None
     """Set for side-effect calls."""
     approval: dict[str, Any] | None = None
@@ -92,6 +102,8 @@ class CallRecord:
             "attempts": [a.as_dict() for a in self.attempts],
             "ms": round(self.ms, 3),
         }
+        if self.queued_ms >= 1.0:
+            data["queued_ms"] = round(self.queued_ms, 1)
         if self.reason:
             data["reason"] = self.reason
         if self.idempotency_key:

@@ -4,6 +4,7 @@
 one job and readable alone (`tools.steps`), outermost first:
 
     ApprovalGate       a human's decision first, when the policy asks for one          tools.approval_gate
+    Admission          waits in line while ``max_in_flight`` calls already run         tools.admission
     UntrustedOutput    an untrusted tool's output delimited, the thread marked        tools.untrusted
     CredentialGrants   the call's secrets bound to its tool; secrets scrubbed        tools.grants
     ExactlyOnce        side effects: the idempotency ledger around the attempts      tools.exactly_once
@@ -40,6 +41,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ironloop.tools.admission import Admission
 from ironloop.tools.approval import RequestFormat
 from ironloop.tools.approval_gate import ApprovalGate
 from ironloop.tools.attempt_trace import TraceAttempt
@@ -101,7 +103,8 @@ class ToolCallRunner:
     memory. ``max_concurrency`` caps the threads sync tools run on. ``approval_format="langchain"`` adds
     LangChain's HITL keys to approval requests (`tools.approval`). ``state_schema``: the graph's state, checked
     now for the ``untrusted_sources`` channel (`tools.untrusted.check_state_schema`); without it a missing
-    channel is warned about once, at the first call that needs it.
+    channel is warned about once, at the first call that needs it. ``max_in_flight``: calls run at once per
+    event loop, the rest queued (`tools.admission`); ``None``: no cap.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class ToolCallRunner:
         max_concurrency: int = DEFAULT_MAX_THREADS,
         approval_format: RequestFormat = "ironloop",
         state_schema: type | None = None,
+        max_in_flight: int | None = None,
     ):
         self.policies = dict(policies or {})
         self.default_policy = default_policy
@@ -145,7 +149,7 @@ class ToolCallRunner:
         gate = ApprovalGate(
             self._check_args, self.catalog_schema, ledger=self._recorded, request_format=approval_format
         )
-        around: list[Layer[CallContext]] = [gate, UntrustedOutput(), self.grants]
+        around: list[Layer[CallContext]] = [gate, Admission(max_in_flight), UntrustedOutput(), self.grants]
         self._side_effect_call = chain([*around, self.exactly_once], attempts)
         self._plain_call = chain([*around, Observe()], attempts)
         tools = list(tools)
