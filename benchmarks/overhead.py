@@ -664,7 +664,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=None, help="rounds per measure (default 15; 3 with --quick)")
     parser.add_argument("--quick", action="store_true", help="every measure small: a smoke run, not figures")
     parser.add_argument("--no-plot", action="store_true", help="write no plot (matplotlib not needed)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where the JSON, table and PNG go")
     parser.add_argument("--memory-child", nargs=2, metavar=("CONTENDER", "TASKS"), help=argparse.SUPPRESS)
 
 
