@@ -103,6 +103,17 @@ async def test_a_call_that_times_out_is_cancelled_on_the_server(server: FaultSer
     assert cancelled["request_id"] == begun["request_id"], "the server was told which request to stop"
 
 
+async def test_a_cancel_notice_goes_out_even_when_the_session_closes_right_after(server: FaultServer) -> None:
+    policy = {"hang": {"timeout_s": 0.3, "max_attempts": 1}}
+    async with MCPServers.from_config(config(faults=server.entry(trust=True, policies=policy))) as mcp:
+        result = await run_agent(mcp, call("hang"))
+    (seen,) = observations(result["messages"]).values()
+    assert record(seen)["attempts"][0]["outcome"] == "timeout"
+    begun = server.wait_for("begin", tool="hang")[0]
+    cancelled = server.wait_for("cancelled", tool="hang", timeout_s=10)[0]
+    assert cancelled["request_id"] == begun["request_id"]
+
+
 async def test_a_read_in_flight_when_the_server_is_killed_is_retried(server: FaultServer) -> None:
     result, starts = await killed_mid_call(server, "read")
     (seen,) = observations(result["messages"]).values()

@@ -163,6 +163,12 @@ class CancellingClientSession(ClientSession):
         self._notices.add(task)
         task.add_done_callback(self._notices.discard)
 
+    async def drain_notices(self) -> None:
+        """Let the cancellation notices already on their way go out before the session closes (each is bounded
+        by `CANCEL_NOTICE_TIMEOUT_S`): a run that ends right after a timed-out call still tells the server."""
+        if self._notices:
+            await asyncio.wait(set(self._notices), timeout=CANCEL_NOTICE_TIMEOUT_S)
+
     async def _send_notice(self, notice: types.ClientNotification) -> None:
         try:
             async with asyncio.timeout(CANCEL_NOTICE_TIMEOUT_S):
@@ -390,6 +396,7 @@ class ServerConnection:
                 if not ready.done():
                     ready.set_result(tools)
                 await life.stop.wait()
+                await session.drain_notices()
                 relay.cancel_scope.cancel()
         except BaseException as exc:
             if not ready.done():
