@@ -34,7 +34,6 @@ or, plugged into any ``ToolNode`` without them, from the first call's ``runtime.
 
 from __future__ import annotations
 
-import contextvars
 import random
 import threading
 import warnings
@@ -62,13 +61,14 @@ from ironloop.tools.events import CallEvents
 from ironloop.tools.exactly_once import ExactlyOnce
 from ironloop.tools.grants import CredentialGrants
 from ironloop.tools.idempotency import IdempotencyStore, MemoryIdempotencyStore, logical_namespace
+from ironloop.tools.loop_thread import LoopThread
 from ironloop.tools.observations import DEFAULT_MAX_RESULT_CHARS, CapResult, Observe, interrupted, observation
 from ironloop.tools.policy import DEFAULT_POLICY, ToolPolicy
 from ironloop.tools.records import CallListener, CallOutcome, CallRecord
 from ironloop.tools.redaction import scrubbing_tool
 from ironloop.tools.sentinels import DEFAULT, Default
 from ironloop.tools.steps import CallContext, Execute, Layer, Result, chain
-from ironloop.tools.sync_bridge import AsyncOnlyTool, LoopThread, is_async_only
+from ironloop.tools.sync_bridge import AsyncOnlyTool, is_async_only
 from ironloop.tools.threads import DEFAULT_MAX_THREADS, ThreadedTool, ToolThreads, is_sync_only
 from ironloop.tools.untrusted import (
     UNTRUSTED_CHANNEL,
@@ -136,7 +136,7 @@ class ToolCallRunner:
         self._timeout = Timeout()
         self._lock = threading.Lock()
         self._prepared: dict[int, tuple[BaseTool, BaseTool]] = {}
-        self._loop = LoopThread()
+        self._loop = LoopThread("ironloop-runner-loop")
         self._channel_checked = state_schema is not None
         if state_schema is not None and self._needs_channel():
             check_state_schema(state_schema)
@@ -252,7 +252,7 @@ class ToolCallRunner:
                 request = request.override(tool=AsyncOnlyTool(request.tool, self._loop))
             return await self.threads.run(execute, request)
 
-        return self._loop.run(self.awrap_tool_call(request, run_in_thread), contextvars.copy_context())
+        return self._loop.run(self.awrap_tool_call(request, run_in_thread))  # in a copy of the caller's context
 
     def _needs_channel(self) -> bool:
         """True if some policy reads or writes the ``untrusted_sources`` channel."""
