@@ -2,9 +2,10 @@
 
 The runtime's layers wait asynchronously (timeouts, back-off, hedges, rate-limit slots), and a timeout needs
 something it can stop waiting for. So a sync ``wrap_tool_call`` hook runs the same stack on the runner's own
-event loop (`tools.loop_thread.LoopThread`: a daemon thread, started on first use) and blocks its caller until the call's observation is ready;
-the sync tool itself runs on a `tools.threads.ToolThreads` thread, which a timeout abandons. The caller's
-context (LangGraph's config, so ``interrupt()`` and the stream writer work) travels with the coroutine.
+event loop (`tools.loop_thread.LoopThread`: a daemon thread, started on first use) and blocks its caller until
+the call's observation is ready; the sync tool itself runs on a `tools.threads.ToolThreads` thread, which a
+timeout abandons. The caller's context (LangGraph's config, so ``interrupt()`` and the stream writer work)
+travels with the coroutine.
 
 A tool that has only an async path (an MCP tool, ``@tool async def``) cannot be run by ``ToolNode``'s sync
 execute; `AsyncOnlyTool` gives it a sync ``invoke`` that runs its coroutine on the same loop.
@@ -19,7 +20,6 @@ from ironloop.tools.loop_thread import LoopThread
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import PrivateAttr
-
 
 
 def is_async_only(tool: BaseTool) -> bool:
